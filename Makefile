@@ -1,0 +1,44 @@
+# SpikeZIP developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.spikezip-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint format bench demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv from requirements.lock (only when missing or stale)
+
+# The stamp is newer than the lock and pyproject only after a complete install,
+# so an interrupted install is redone and a finished one is skipped instantly.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+test: install  ## fast test suite (what CI runs)
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" -q
+
+test-all: install  ## every test, the slow ones too
+	WANDB_MODE=disabled $(PY) -m pytest -q
+
+lint: install  ## ruff check and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install  ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: install  ## SNN step vs QANN forward timing (bench/simulate.py)
+	$(PY) bench/simulate.py
+
+demo: install  ## the main job (arrives with the experiment framework; see README)
+	@echo "make demo arrives with the experiment framework (train.py); see README.md." && exit 1
+
+clean:  ## remove caches (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache .hypothesis

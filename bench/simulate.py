@@ -1,0 +1,99 @@
+"""Benchmark: one SNN time-step vs one QANN forward, and accuracy at every T from one pass.
+
+Target (issue 2): one SNN step <= 1.5x one QANN forward, for VGG-16 (CIFAR, batch 64)
+and ResNet-20. Run: ``.venv/bin/python bench/simulate.py`` (or ``make bench``).
+Writes ``bench/results/simulate.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from spikezip.models import resnet20, vgg16
+from spikezip.quant import to_qann
+from spikezip.snn import to_snn
+
+MODELS = {
+    "vgg16": lambda: vgg16(num_classes=100, variant="cifar"),
+    "resnet20": lambda: resnet20(num_classes=100),
+    "resnet20_rcr": lambda: resnet20(num_classes=100, rcr=True),
+}
+
+
+def _timed(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(name: str, batch: int, levels: int, timesteps: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32)
+    labels = torch.randint(0, 100, (batch,))
+    qann = to_qann(MODELS[name](), levels)
+    qann.train()
+    with torch.no_grad():
+        qann(x)  # LSQ scale init and realistic BN statistics
+    qann.eval()
+    snn = to_snn(qann)
+
+    with torch.no_grad():
+        qann_forward = _timed(lambda: qann(x), repeats)
+    sim_time = _timed(lambda: snn.run(x, timesteps), max(1, repeats // 3))
+    step = sim_time / timesteps
+
+    def accuracy_curve():
+        outputs = snn.run(x, timesteps).outputs  # [T, B, classes], one pass
+        return (outputs.argmax(-1) == labels).float().mean(1)
+
+    curve_time = _timed(accuracy_curve, max(1, repeats // 3))
+    return {
+        "model": name,
+        "batch": batch,
+        "levels": levels,
+        "qann_forward_s": qann_forward,
+        "snn_step_s": step,
+        "step_over_forward": step / qann_forward,
+        "timesteps": timesteps,
+        "accuracy_every_t_s": curve_time,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--levels", type=int, default=8)
+    parser.add_argument("--timesteps", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "simulate.json")
+    args = parser.parse_args()
+
+    rows = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
+    print(f"{'model':<14}{'QANN fwd':>10}{'SNN step':>10}{'ratio':>7}{'acc@T=1..' + str(args.timesteps):>14}")
+    for name in args.models:
+        r = bench(name, args.batch, args.levels, args.timesteps, args.repeats)
+        rows.append(r)
+        print(
+            f"{name:<14}{r['qann_forward_s'] * 1e3:>8.1f}ms{r['snn_step_s'] * 1e3:>8.1f}ms"
+            f"{r['step_over_forward']:>7.2f}{r['accuracy_every_t_s']:>13.2f}s"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"torch": torch.__version__, "results": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

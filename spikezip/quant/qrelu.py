@@ -1,0 +1,96 @@
+"""Q-ReLU, the quantized ReLU that an ST-BIF neuron reproduces exactly, with LSQ training."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def quantize(x: Tensor, scale: Tensor | float, levels: int) -> Tensor:
+    """Integer level of each input: ``clip(floor(x / s + 0.5), 0, n)``.
+
+    Rounds half *up*: an ST-BIF neuron started at ``V0 = s / 2`` settles on exactly this
+    count, so ``torch.round`` (half to even) would disagree with the SNN on ties.
+    """
+    return torch.clamp(torch.floor(x / scale + 0.5), 0, levels)
+
+
+class _LSQReLU(torch.autograd.Function):
+    """``y = s * quantize(x, s, n)`` with the LSQ gradients (Esser et al., 2020).
+
+    With ``v = x / s``:
+    ``dy/dx = 1`` for ``0 < v < n`` else 0 (straight-through rounding);
+    ``dy/ds = q - v`` for ``0 < v < n``, ``q`` (0 or n) outside, times the gradient scale ``g``.
+    The forward value is computed exactly as :func:`quantize`, never through a
+    detach trick, so a QANN in training mode and in eval mode give the same numbers.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, levels: int, grad_scale: float) -> Tensor:
+        q = quantize(x, scale, levels)
+        ctx.save_for_backward(x, scale)
+        ctx.levels, ctx.grad_scale = levels, grad_scale
+        return q * scale
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, scale = ctx.saved_tensors
+        v = x / scale
+        q = torch.clamp(torch.floor(v + 0.5), 0, ctx.levels)
+        inside = (v > 0) & (v < ctx.levels)
+        grad_x = grad_out * inside if ctx.needs_input_grad[0] else None
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            local = torch.where(inside, q - v, q)
+            grad_scale = (grad_out * local).sum() * ctx.grad_scale
+            grad_scale = grad_scale.reshape(scale.shape)
+        return grad_x, grad_scale, None, None
+
+
+def lsq_grad_scale(x: Tensor, levels: int) -> float:
+    """LSQ's gradient scale ``1 / sqrt(N * n)``, N the number of features of one sample."""
+    features = x[0].numel() if x.dim() > 1 else x.numel()
+    return 1.0 / math.sqrt(max(features, 1) * levels)
+
+
+def lsq_init_scale(x: Tensor, levels: int) -> Tensor:
+    """LSQ's data-driven initial step ``2 * mean(|x|) / sqrt(n)`` (never 0)."""
+    scale = 2.0 * x.detach().abs().mean() / math.sqrt(levels)
+    return torch.clamp(scale, min=torch.finfo(x.dtype).tiny)
+
+
+class QReLU(nn.Module):
+    """Quantized ReLU ``f(x) = s * clip(floor(x / s + 0.5), 0, n)`` with a learnable scale.
+
+    Args:
+        levels: n, the number of non-zero levels; outputs are ``{0, s, ..., n s}``.
+        scale: initial s. When omitted, s is set by LSQ's rule from the first batch
+            seen in training mode (``2 mean|x| / sqrt(n)``).
+
+    Shapes: any; ``scale`` is a scalar parameter named ``scale``.
+    """
+
+    spikezip_leaf = True  # one node in a torch.fx graph, not traced into
+
+    def __init__(self, levels: int, scale: float | None = None):
+        super().__init__()
+        if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+            raise ValueError(f"QReLU levels must be a positive integer, got {levels!r}")
+        if scale is not None and not scale > 0:
+            raise ValueError(f"QReLU scale must be positive, got {scale!r}")
+        self.levels = levels
+        self.scale = nn.Parameter(torch.tensor(1.0 if scale is None else float(scale)))
+        # A buffer (not a Python flag) so a loaded checkpoint is not re-initialised.
+        self.register_buffer("initialized", torch.tensor(scale is not None))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and not bool(self.initialized):
+            with torch.no_grad():
+                self.scale.copy_(lsq_init_scale(x, self.levels))
+                self.initialized.fill_(True)
+        return _LSQReLU.apply(x, self.scale, self.levels, lsq_grad_scale(x, self.levels))
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, scale={self.scale.item():.4g}"

@@ -1,0 +1,71 @@
+"""Affine layers stepped in time, with their bias released over the first steps (paper §3.2)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ReleasedBias(nn.Module):
+    """Base of layers ``L(x) = A x + b`` run as ``A x_t + b / T_off`` for ``t <= T_off``.
+
+    Summed over the steps this gives ``A (sum x_t) + b``: the QANN layer applied to the
+    total input. The simulator calls :meth:`begin` before a run and sets ``releasing``
+    for each step.
+    """
+
+    spikezip_leaf = True
+
+    def __init__(self, bias: Tensor):
+        super().__init__()
+        self.register_buffer("bias", bias.detach().clone())
+        self.releasing = False
+        self._share: Tensor | None = None
+
+    def begin(self, release_steps: int) -> None:
+        """Precompute the per-step share ``b / T_off`` for the coming run."""
+        self._share = self.bias / release_steps
+
+
+
+class SpikingAffine(ReleasedBias):
+    """A conv / linear layer (BN already fused in) with its bias released evenly.
+
+    The released share goes into the layer's own bias argument, so adding it costs no
+    extra pass over the output. Input and output shapes are those of the wrapped layer.
+    """
+
+    def __init__(self, layer: nn.Module):
+        layer = copy.deepcopy(layer)
+        bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0])
+        super().__init__(bias.to(layer.weight.dtype))
+        layer.bias = None
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        share = self._share if self.releasing else None
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, self.layer.weight, share)
+        return self.layer._conv_forward(x, self.layer.weight, share)
+
+
+class SpikingBatchNorm(ReleasedBias):
+    """An eval-mode batch-norm not preceded by a conv / linear: per-channel
+    ``x * gamma / sqrt(var + eps)`` every step, plus the released shift. Input ``[B, C, ...]``."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        std = torch.sqrt(bn.running_var + bn.eps)
+        gain = bn.weight / std if bn.affine else 1.0 / std
+        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * gain
+        super().__init__(shift.detach())
+        self.register_buffer("gain", gain.detach())
+
+    def forward(self, x: Tensor) -> Tensor:
+        # [C] -> [C, 1, ...]: BatchNorm1d sees [B, C] and [B, C, L] alike.
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        if self.releasing:
+            return torch.addcmul(self._share.view(shape), x, self.gain.view(shape))
+        return x * self.gain.view(shape)

@@ -1,0 +1,180 @@
+"""The converted SNN and its simulator: accumulated outputs per time-step, equilibrium."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, fx, nn
+
+from spikezip.snn.layers import ReleasedBias
+from spikezip.snn.neuron import STBIF
+
+
+@dataclass
+class Simulation:
+    """What one simulation produced.
+
+    Attributes:
+        outputs: ``[T, B, ...]`` the network's accumulated output after each step.
+        t_eq: ``[B]`` (long) per sample, the step after which nothing changes any more
+            (the output is final from there); ``-1`` where that was not reached in the
+            steps simulated. Never less than ``T_off``.
+        spike_counts: if recorded, neuron layer name -> ``[T, B]`` spikes of either sign
+            emitted in each step (``|+1|`` and ``|-1|`` both count).
+    """
+
+    outputs: Tensor
+    t_eq: Tensor
+    spike_counts: dict[str, Tensor] | None = None
+
+    @property
+    def timesteps(self) -> int:
+        return self.outputs.shape[0]
+
+    @property
+    def final(self) -> Tensor:
+        """``[B, ...]`` the accumulated output after the last step simulated."""
+        return self.outputs[-1]
+
+    @property
+    def at_equilibrium(self) -> Tensor:
+        """``[B]`` bool: whether each sample reached equilibrium."""
+        return self.t_eq >= 0
+
+
+class SpikingNetwork(nn.Module):
+    """An SNN produced by :func:`spikezip.snn.to_snn`.
+
+    Input ``X0`` of shape ``[B, ...]`` is released as ``X0 / T_off`` on steps ``1..T_off``
+    (every bias likewise) and zero after. Each step runs the whole graph once: neurons
+    emit at most one spike per step and pass ``spike * Vthr`` on in the same step.
+    The accumulated output at equilibrium equals the QANN's output.
+
+    Neuron state is reset at the start of every simulation, so two runs on the same input
+    give identical results.
+    """
+
+    def __init__(self, graph: fx.GraphModule, release_steps: int, encoding: str = "even"):
+        super().__init__()
+        if release_steps < 1:
+            raise ValueError(f"release_steps must be >= 1, got {release_steps}")
+        self.graph = graph
+        self.release_steps = int(release_steps)
+        self.encoding = encoding
+
+    @property
+    def neurons(self) -> dict[str, STBIF]:
+        """Neuron layers by their name in the QANN (the Q-ReLU they replace)."""
+        return {n: m for n, m in self.graph.named_modules() if isinstance(m, STBIF)}
+
+    def _released(self) -> list[ReleasedBias]:
+        return [m for m in self.graph.modules() if isinstance(m, ReleasedBias)]
+
+    def reset(self) -> None:
+        """Reset every neuron's membrane and tracer."""
+        for m in self.graph.modules():
+            if isinstance(m, STBIF):
+                m.reset()
+
+    def _check_input(self, x: Tensor) -> None:
+        ref = next((t for t in self.graph.parameters()), None)
+        if ref is None:
+            ref = next((b for b in self.graph.buffers() if b.is_floating_point()), None)
+        if ref is not None and (x.dtype != ref.dtype or x.device != ref.device):
+            raise TypeError(
+                f"input is {x.dtype} on {x.device} but the SNN is {ref.dtype} on "
+                f"{ref.device}; convert one of them (e.g. snn.double() and x.double())"
+            )
+
+    @torch.no_grad()
+    def run(
+        self,
+        x: Tensor,
+        timesteps: int,
+        stop_at_equilibrium: bool = False,
+        record_spikes: bool = False,
+        on_step: Callable[[int, SpikingNetwork], None] | None = None,
+    ) -> Simulation:
+        """Simulate ``timesteps`` steps of input ``x`` (``[B, ...]``) in one pass.
+
+        Args:
+            stop_at_equilibrium: stop early once every sample is at equilibrium (the
+                returned ``outputs`` then has fewer than ``timesteps`` rows).
+            record_spikes: also return the spike count of every neuron layer per step.
+            on_step: called as ``on_step(t, self)`` after each step ``t`` (1-based),
+                e.g. to read ``neuron.accumulated()`` for feature-map curves.
+        """
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        self._check_input(x)
+        self.reset()
+        released = self._released()
+        neurons = self.neurons
+        for m in released:
+            m.begin(self.release_steps)
+        share, zero = x / self.release_steps, torch.zeros_like(x)
+        batch = x.shape[0]
+        t_eq = torch.full((batch,), -1, dtype=torch.long, device=x.device)
+        counts: dict[str, list[Tensor]] = {name: [] for name in neurons} if record_spikes else {}
+        outputs: list[Tensor] = []
+        total: Tensor | None = None
+        for t in range(1, timesteps + 1):
+            releasing = t <= self.release_steps
+            for m in released:
+                m.releasing = releasing
+            y = self.graph(share if releasing else zero)
+            total = y.clone() if total is None else total + y
+            outputs.append(total)
+            if record_spikes or not releasing:
+                quiet = self._record_step(neurons, counts, batch, x.device)
+                if not releasing:
+                    # A step after T_off with no spike in a sample: nothing can change for
+                    # it again (inputs are zero from now on), so its output is final.
+                    t_eq = torch.where(quiet & (t_eq < 0), t - 1, t_eq)
+            if on_step is not None:
+                on_step(t, self)
+            if stop_at_equilibrium and not releasing and bool((t_eq >= 0).all()):
+                break
+        spikes = {k: torch.stack(v) for k, v in counts.items()} if record_spikes else None
+        return Simulation(torch.stack(outputs), t_eq, spikes)
+
+    @staticmethod
+    def _record_step(neurons, counts, batch, device) -> Tensor:
+        """Per sample, whether no neuron fired this step; appends spike counts if asked."""
+        active = torch.zeros(batch, dtype=torch.bool, device=device)
+        for name, neuron in neurons.items():
+            spikes = neuron.spike.reshape(batch, -1)
+            if counts:
+                n = torch.count_nonzero(spikes, dim=1)  # +1 and -1 both count
+                counts[name].append(n)
+                active |= n > 0
+            else:
+                active |= spikes.any(1)
+        return ~active
+
+    def simulate(self, x: Tensor, timesteps: int) -> Tensor:
+        """``[T, B, ...]`` accumulated output after each of ``timesteps`` steps (one pass)."""
+        return self.run(x, timesteps).outputs
+
+    def run_to_equilibrium(self, x: Tensor, max_timesteps: int) -> tuple[Tensor, Tensor]:
+        """Simulate until every sample is at equilibrium, at most ``max_timesteps`` steps.
+
+        Returns ``(out [B, ...], t_eq [B])``; ``t_eq`` is ``-1`` (with a warning) for
+        samples that did not reach equilibrium in time.
+        """
+        sim = self.run(x, max_timesteps, stop_at_equilibrium=True)
+        if not bool(sim.at_equilibrium.all()):
+            missing = int((~sim.at_equilibrium).sum())
+            warnings.warn(
+                f"{missing} of {len(sim.t_eq)} samples did not reach equilibrium within "
+                f"{max_timesteps} steps; raise max_timesteps",
+                stacklevel=2,
+            )
+        return sim.final, sim.t_eq
+
+    def forward(self, x: Tensor, timesteps: int) -> Tensor:
+        """Same as :meth:`simulate`."""
+        return self.simulate(x, timesteps)

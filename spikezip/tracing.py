@@ -1,0 +1,109 @@
+"""Graph capture with torch.fx, shared by QANN morphing and SNN conversion.
+
+A module-swapping converter only sees ``named_modules()``; an ``F.relu`` inside a
+``forward`` or one ``nn.ReLU`` called at two places is invisible to it and silently
+breaks the converted network. Tracing the graph sees both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from torch import fx, nn
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer or operation that cannot be made exact; the message names it and says why."""
+
+
+class SpikeZIPTracer(fx.Tracer):
+    """fx tracer that keeps SpikeZIP's own modules (Q-ReLU, neurons, spiking layers) as leaves."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return getattr(type(m), "spikezip_leaf", False) or super().is_leaf_module(
+            m, module_qualified_name
+        )
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """Trace ``model`` into a GraphModule whose submodules keep the model's names.
+
+    Raises:
+        UnsupportedLayerError: if torch.fx cannot trace the model (data-dependent control flow).
+    """
+    try:
+        graph = SpikeZIPTracer().trace(model)
+    except Exception as err:  # fx raises many types; the cause is kept below
+        raise UnsupportedLayerError(
+            f"torch.fx could not trace {type(model).__name__}: {err}. SpikeZIP needs the whole "
+            "computation graph to prove the conversion exact; remove data-dependent control "
+            "flow from forward()."
+        ) from err
+    return fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+# Names of functions / tensor methods that apply a non-linearity. Inside a forward() they
+# hide from a module-swapping morph; to_qann refuses them with the node's location.
+NONLINEAR_OPS = frozenset(
+    {
+        "relu", "relu_", "relu6", "gelu", "silu", "leaky_relu", "leaky_relu_", "hardswish",
+        "elu", "selu", "celu", "mish", "sigmoid", "tanh", "softplus", "hardtanh", "prelu",
+        "clamp", "clamp_", "clamp_min", "clamp_min_", "clamp_max", "clip", "clip_",
+        "max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+        "adaptive_max_pool3d", "maximum", "minimum", "softmax", "log_softmax",
+    }
+)  # fmt: skip
+
+
+def op_name(node: fx.Node) -> str:
+    """The bare name of the function or method a node calls (``relu`` for ``F.relu``)."""
+    if node.op == "call_method":
+        return str(node.target)
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def describe(node: fx.Node) -> str:
+    """Where a node comes from, for error messages: its op, and the source line if known."""
+    where = node.meta.get("stack_trace")
+    if where:
+        where = where.strip().splitlines()[-2:]
+        where = " | ".join(line.strip() for line in where)
+    kind = {"call_function": "function", "call_method": "tensor method"}.get(node.op, node.op)
+    text = f"{kind} '{op_name(node)}' (graph node '{node.name}')"
+    return f"{text} at {where}" if where else text
+
+
+def shared_call_sites(gm: fx.GraphModule, types: tuple[type, ...]) -> dict[str, int]:
+    """Submodules of the given types that the graph calls more than once: name -> calls."""
+    calls = Counter(
+        node.target
+        for node in gm.graph.nodes
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), types)
+    )
+    return {name: n for name, n in calls.items() if n > 1}
+
+
+def hidden_nonlinearities(gm: fx.GraphModule) -> list[fx.Node]:
+    """Nodes that apply a non-linearity through a function or tensor method, not a module."""
+    return [
+        node
+        for node in gm.graph.nodes
+        if node.op in ("call_function", "call_method") and op_name(node) in NONLINEAR_OPS
+    ]
+
+
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted path ``name``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+__all__ = [
+    "SpikeZIPTracer",
+    "UnsupportedLayerError",
+    "describe",
+    "hidden_nonlinearities",
+    "set_submodule",
+    "shared_call_sites",
+    "trace",
+]
