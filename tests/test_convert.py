@@ -182,6 +182,16 @@ def test_run_to_equilibrium_stops_early_and_matches_simulate(resnet_case):
     assert early.timesteps == int(t_eq.max()) + 1  # one quiet step proves equilibrium
 
 
+def test_fast_forward_after_equilibrium_changes_nothing(resnet_case):
+    _, snn, x = resnet_case
+    every = snn.run(x, 40, record_spikes=True, fast_forward=False)
+    fast = snn.run(x, 40, record_spikes=True)
+    assert torch.equal(every.outputs, fast.outputs)
+    assert torch.equal(every.t_eq, fast.t_eq)
+    for name in every.spike_counts:
+        assert torch.equal(every.spike_counts[name], fast.spike_counts[name])
+
+
 def test_run_to_equilibrium_warns_when_budget_is_too_small(resnet_case):
     _, snn, x = resnet_case
     with pytest.warns(UserWarning, match="did not reach equilibrium"):

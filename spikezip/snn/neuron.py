@@ -7,9 +7,15 @@ from torch import Tensor, nn
 
 
 def stbif_step(
-    v: Tensor, s: Tensor, x: Tensor, threshold: Tensor, s_min: float, s_max: float
+    v: Tensor,
+    s: Tensor,
+    x: Tensor,
+    threshold: Tensor,
+    s_min: float,
+    s_max: float,
+    out: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One time-step of ST-BIF neurons; returns ``(spike, v, s)``.
+    """One time-step of ST-BIF neurons; returns ``(spike, v, s_next)``.
 
     ``V <- V + x``; then ``spike = +1`` if ``V >= Vthr`` and ``S < S_max``,
     ``-1`` if ``V < 0`` and ``S > S_min``, else 0 (at most one spike per step);
@@ -19,16 +25,18 @@ def stbif_step(
     ``S = clip(floor(X / Vthr + 0.5), S_min, S_max)``: the Q-ReLU's integer level.
     ``v``, ``s`` and ``x`` share one shape; ``s`` holds integer counts in the dtype of ``v``.
 
-    ``v`` is updated in place and returned (the caller hands it over): each fresh
-    activation-sized tensor costs page faults on the CPU, and the simulator's step must
-    stay close to a QANN forward.
+    Memory: ``v`` is updated in place; ``s_next`` and ``spike`` are written into the two
+    tensors of ``out`` when given (else allocated), and ``s`` is left unchanged. Fresh
+    activation-sized tensors cost page faults on the CPU, so the simulator recycles them.
     """
+    s_next, spike = out if out is not None else (torch.empty_like(v), torch.empty_like(v))
     v.add_(x)
     # Candidate spike from the membrane alone (V >= Vthr > 0 and V < 0 exclude each
     # other), then the tracer bounds: clipping S + candidate cancels a spike at a bound.
-    candidate = (v >= threshold).to(v.dtype).masked_fill_(v < 0, -1.0)
-    s_next = candidate.add_(s).clamp_(s_min, s_max)
-    spike = s_next - s
+    torch.ge(v, threshold, out=s_next)
+    torch.lt(v, 0, out=spike)
+    s_next.sub_(spike).add_(s).clamp_(s_min, s_max)
+    torch.sub(s_next, s, out=spike)
     v.addcmul_(spike, threshold, value=-1.0)
     return spike, v, s_next
 
@@ -57,14 +65,19 @@ class STBIF(nn.Module):
         self.v: Tensor | None = None
         self.tracer: Tensor | None = None
         self.spike: Tensor | None = None
+        self._spare: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.v is None:
             self.v = torch.full_like(x, 0.5) * self.threshold
             self.tracer = torch.zeros_like(x)
-        self.spike, self.v, self.tracer = stbif_step(
-            self.v, self.tracer, x, self.threshold, self.s_min, self.levels
-        )
+            self.spike, self._spare = torch.empty_like(x), torch.empty_like(x)
+        # The old tracer's memory becomes next step's spare: no allocation per step.
+        self.spike, self.v, tracer = stbif_step(
+            self.v, self.tracer, x, self.threshold, self.s_min, self.levels,
+            out=(self._spare, self.spike),
+        )  # fmt: skip
+        self._spare, self.tracer = self.tracer, tracer
         return self.spike * self.threshold
 
     def accumulated(self) -> Tensor:
