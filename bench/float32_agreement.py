@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--qat-epochs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "float32_agreement.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "float32_agreement.json"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)

@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--timesteps", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "simulate.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "simulate.json"
+    )
     args = parser.parse_args()
 
     rows = []

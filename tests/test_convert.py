@@ -386,3 +386,48 @@ def test_unfused_and_standalone_batchnorm_are_exact():
     qann = calibrate(to_qann(Net(), 5), x)
     assert_nontrivial(qann, x)
     assert_equivalent(qann, x)
+
+
+# ------------------------------------------------------------- full-size, slow ----
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: vgg16(num_classes=100, variant="cifar"),
+        lambda: resnet20(num_classes=100, rcr=True),
+        lambda: resnet20(num_classes=100),
+    ],
+)
+def test_full_width_cifar_models_are_exact_in_float64(build):
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 32, 32, dtype=torch.float64)
+    qann = realistic_qann(build(), 8, x)
+    assert_nontrivial(qann, x)
+    assert_equivalent(qann, x)
+
+
+@pytest.mark.slow
+def test_trained_network_float32_agreement_on_mnist5k():
+    from torch.utils.data import DataLoader
+
+    from spikezip.data import load_mnist5k
+
+    torch.manual_seed(0)
+    train, test = load_mnist5k()
+    qann = to_qann(small_cnn(width=0.5), 8)
+    opt = torch.optim.Adam(qann.parameters(), lr=1e-3)
+    qann.train()
+    for x, y in DataLoader(train, batch_size=64, shuffle=True):
+        opt.zero_grad()
+        F.cross_entropy(qann(x), y).backward()
+        opt.step()
+    qann.eval()
+    x, y = test.tensors
+    assert float((qann(x).argmax(-1) == y).float().mean()) > 0.9  # it learned something
+    report = check_equivalence(qann, to_snn(qann), x)
+    assert report.reached_equilibrium
+    assert report.agreement >= 0.99
+    levels = sum(layer.numel for layer in report.layers)
+    assert sum(layer.mismatches for layer in report.layers) <= 1e-5 * levels

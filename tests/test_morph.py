@@ -49,7 +49,9 @@ def test_adaptive_max_pool_becomes_adaptive_avg_pool():
     assert isinstance(qann[1], nn.AdaptiveAvgPool2d) and qann[1].output_size == 3
 
 
-@pytest.mark.parametrize("act", [nn.GELU(), nn.SiLU(), nn.LeakyReLU(), nn.Hardswish(), nn.Sigmoid(), nn.Tanh()])
+@pytest.mark.parametrize(
+    "act", [nn.GELU(), nn.SiLU(), nn.LeakyReLU(), nn.Hardswish(), nn.Sigmoid(), nn.Tanh()]
+)
 def test_unsupported_activation_names_path_and_type(act):
     with pytest.raises(UnsupportedLayerError, match=rf"{type(act).__name__} at '2'.*nn.ReLU"):
         to_qann(_net(act), 4)

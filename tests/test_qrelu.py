@@ -37,7 +37,7 @@ def test_lsq_gradients_match_hand_computation():
     # outside: v = -0.6 -> q = 0; v = 5.0 -> q = n = 4
     local = [0.0, -0.4, -0.1, 0.4, -0.4, 4.0]
     g = 1 / math.sqrt(x.numel() * n)  # a 1-D input is one sample of 6 features
-    expected = g * sum(u * d for u, d in zip(up.tolist(), local))
+    expected = g * sum(u * d for u, d in zip(up.tolist(), local, strict=True))
     assert scale.grad.item() == pytest.approx(expected, rel=1e-6)
     assert x.grad.tolist() == [0.0, 2.0, -1.0, 0.5, 3.0, 0.0]
 

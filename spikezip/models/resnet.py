@@ -75,7 +75,7 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
         in_planes = planes[0]
-        for i, (p, n) in enumerate(zip(planes, blocks)):
+        for i, (p, n) in enumerate(zip(planes, blocks, strict=True)):
             stride = 1 if i == 0 else 2
             layer = []
             for j in range(n):

@@ -1,4 +1,4 @@
-"""VGG-16 with batch-norm; ``features`` / ``avgpool`` / ``classifier`` as in torchvision's vgg16_bn."""
+"""VGG-16 with batch-norm, laid out like torchvision's vgg16_bn (features, avgpool, classifier)."""
 
 from __future__ import annotations
 

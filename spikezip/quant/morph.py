@@ -91,10 +91,11 @@ def _check_graph(model: nn.Module) -> None:
         return
     hidden = hidden_nonlinearities(gm)
     if hidden:
+        more = f" ({len(hidden) - 1} more after it)" if len(hidden) > 1 else ""
         raise UnsupportedLayerError(
-            f"{describe(hidden[0])} applies a non-linearity inside forward(), where "
+            f"{describe(hidden[0])}{more} applies a non-linearity inside forward(), where "
             "module morphing cannot see it. Use an nn.ReLU module (or nn.MaxPool2d) instead "
-            f"of the functional call{' (and ' + str(len(hidden) - 1) + ' more)' if len(hidden) > 1 else ''}."
+            "of the functional call."
         )
     for name, calls in shared_call_sites(gm, (nn.ReLU, QReLU)).items():
         raise UnsupportedLayerError(

@@ -129,8 +129,10 @@ def _check_function(node: fx.Node) -> None:
         )
     if name in _LINEAR_OPS:
         return
-    if name in _SCALE_OPS and len(tensors) == 1 and all(
-        isinstance(c, (int, float)) for c in constants
+    if (
+        name in _SCALE_OPS
+        and len(tensors) == 1
+        and all(isinstance(c, (int, float)) for c in constants)
     ):
         if name in ("truediv", "itruediv", "div") and node.args[0] is not tensors[0]:
             raise UnsupportedLayerError(f"{describe(node)} divides by a tensor: not linear.")

@@ -59,8 +59,7 @@ class EquivalenceReport:
     def __str__(self) -> str:
         rows = [f"{'layer':<32} {'max |SNN-QANN|':>15} {'mismatched':>12}"]
         rows += [
-            f"{layer.name:<32} {layer.max_abs_diff:>15.3e} "
-            f"{layer.mismatches:>5}/{layer.numel:<6}"
+            f"{layer.name:<32} {layer.max_abs_diff:>15.3e} {layer.mismatches:>5}/{layer.numel:<6}"
             for layer in self.layers
         ]
         t_eq = [t for t in self.t_eq if t >= 0]

@@ -30,7 +30,6 @@ class ReleasedBias(nn.Module):
         self._share = self.bias / release_steps
 
 
-
 class SpikingAffine(ReleasedBias):
     """A conv / linear layer (BN already fused in) with its bias released evenly.
 
