@@ -24,6 +24,20 @@ def test_step_rules():
     assert s2.tolist() == [1, 3, 1, 0, 1]
 
 
+def test_step_is_pure_by_default_and_out_buffers_give_the_same_result():
+    gen = torch.Generator().manual_seed(0)
+    v, x = torch.randn(50, generator=gen), torch.randn(50, generator=gen)
+    s = torch.randint(0, 4, (50,), generator=gen).float()
+    v0, s0 = v.clone(), s.clone()
+    pure = stbif_step(v, s, x, torch.tensor(0.4), 0, 3)
+    assert torch.equal(v, v0) and torch.equal(s, s0)
+    buffers = (torch.empty(50), v, torch.empty(50))  # v_next may alias v
+    recycled = stbif_step(v, s, x, torch.tensor(0.4), 0, 3, out=buffers)
+    for a, b in zip(pure, recycled, strict=True):
+        assert torch.equal(a, b)
+    assert recycled[1] is v
+
+
 def test_exactly_zero_potential_does_not_unfire():
     # V < 0 is strict: a tolerance or <= would move the tracer below the Q-ReLU value.
     spike, _, _ = stbif_step(_t(0.0), _t(1), _t(0.0), _t(1.0), 0, 4)

@@ -13,9 +13,9 @@ def stbif_step(
     threshold: Tensor,
     s_min: float,
     s_max: float,
-    out: tuple[Tensor, Tensor] | None = None,
+    out: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One time-step of ST-BIF neurons; returns ``(spike, v, s_next)``.
+    """One time-step of ST-BIF neurons; returns ``(spike, v_next, s_next)``.
 
     ``V <- V + x``; then ``spike = +1`` if ``V >= Vthr`` and ``S < S_max``,
     ``-1`` if ``V < 0`` and ``S > S_min``, else 0 (at most one spike per step);
@@ -25,20 +25,20 @@ def stbif_step(
     ``S = clip(floor(X / Vthr + 0.5), S_min, S_max)``: the Q-ReLU's integer level.
     ``v``, ``s`` and ``x`` share one shape; ``s`` holds integer counts in the dtype of ``v``.
 
-    Memory: ``v`` is updated in place; ``s_next`` and ``spike`` are written into the two
-    tensors of ``out`` when given (else allocated), and ``s`` is left unchanged. Fresh
+    Pure by default. ``out = (spike, v_next, s_next)`` writes the results into given
+    tensors instead (``v_next`` may be ``v`` itself, ``s_next`` must not be ``s``): fresh
     activation-sized tensors cost page faults on the CPU, so the simulator recycles them.
     """
-    s_next, spike = out if out is not None else (torch.empty_like(v), torch.empty_like(v))
-    v.add_(x)
+    spike, v_next, s_next = out if out is not None else (torch.empty_like(v) for _ in range(3))
+    torch.add(v, x, out=v_next)
     # Candidate spike from the membrane alone (V >= Vthr > 0 and V < 0 exclude each
     # other), then the tracer bounds: clipping S + candidate cancels a spike at a bound.
-    torch.ge(v, threshold, out=s_next)
-    torch.lt(v, 0, out=spike)
+    torch.ge(v_next, threshold, out=s_next)
+    torch.lt(v_next, 0, out=spike)
     s_next.sub_(spike).add_(s).clamp_(s_min, s_max)
     torch.sub(s_next, s, out=spike)
-    v.addcmul_(spike, threshold, value=-1.0)
-    return spike, v, s_next
+    v_next.addcmul_(spike, threshold, value=-1.0)
+    return spike, v_next, s_next
 
 
 class STBIF(nn.Module):
@@ -72,10 +72,11 @@ class STBIF(nn.Module):
             self.v = torch.full_like(x, 0.5) * self.threshold
             self.tracer = torch.zeros_like(x)
             self.spike, self._spare = torch.empty_like(x), torch.empty_like(x)
-        # The old tracer's memory becomes next step's spare: no allocation per step.
+        # The membrane is updated in place; the old tracer's memory becomes next step's
+        # spare. No activation-sized allocation per step but the output.
         self.spike, self.v, tracer = stbif_step(
             self.v, self.tracer, x, self.threshold, self.s_min, self.levels,
-            out=(self._spare, self.spike),
+            out=(self.spike, self.v, self._spare),
         )  # fmt: skip
         self._spare, self.tracer = self.tracer, tracer
         return self.spike * self.threshold
