@@ -1,6 +1,13 @@
 """Quantized ANN: the Q-ReLU activation (LSQ) and the SNN-friendly morphing of an ANN."""
 
 from spikezip.quant.morph import UnsupportedLayerError, to_qann
-from spikezip.quant.qrelu import QReLU, quantize
+from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize, quantize
 
-__all__ = ["QReLU", "UnsupportedLayerError", "quantize", "to_qann"]
+__all__ = [
+    "QReLU",
+    "UnsupportedLayerError",
+    "lsq_init_scale",
+    "lsq_quantize",
+    "quantize",
+    "to_qann",
+]

@@ -61,6 +61,15 @@ def lsq_init_scale(x: Tensor, levels: int) -> Tensor:
     return torch.clamp(scale, min=torch.finfo(x.dtype).tiny)
 
 
+def lsq_quantize(x: Tensor, step: Tensor, levels: int) -> Tensor:
+    """``step * clip(floor(x / step + 0.5), 0, levels)`` with LSQ gradients for x and step.
+
+    ``step`` may be any differentiable expression of a learned scale (PET's sub-paths use
+    ``n_mp * s / n_i``); its gradient flows back through it.
+    """
+    return _LSQReLU.apply(x, step, levels, lsq_grad_scale(x, levels))
+
+
 class QReLU(nn.Module):
     """Quantized ReLU ``f(x) = s * clip(floor(x / s + 0.5), 0, n)`` with a learnable scale.
 
@@ -90,7 +99,7 @@ class QReLU(nn.Module):
             with torch.no_grad():
                 self.scale.copy_(lsq_init_scale(x, self.levels))
                 self.initialized.fill_(True)
-        return _LSQReLU.apply(x, self.scale, self.levels, lsq_grad_scale(x, self.levels))
+        return lsq_quantize(x, self.scale, self.levels)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, scale={self.scale.item():.4g}"

@@ -1,0 +1,209 @@
+"""Paths-ensemble training (paper §3.4): several quantization paths over one set of weights.
+
+Every conv / linear weight is shared by all paths. Each path quantizes with its own number
+of levels ``n_i`` (``levels[0] = n_mp`` is the major path, the one converted to an SNN)
+and normalises with its own batch statistics. What else is shared is an ablation axis
+(Table 5a/5b): ``share`` (the paper's scheme), ``identical`` (one set used unchanged by
+every path) or ``independent`` (one set per path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize
+from spikezip.tracing import set_submodule
+
+SHARING = ("share", "identical", "independent")
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class PathSelector:
+    """The path every path-aware layer of one PET model uses now (one object per model)."""
+
+    def __init__(self) -> None:
+        self.index = 0
+
+
+class PathQReLU(nn.Module):
+    """Q-ReLU with one quantizer per path (eq. 4).
+
+    ``share``: one learned s; path i uses step ``n_mp * s / n_i`` and ``n_i`` levels, so all
+    paths clip at ``n_mp * s``. ``identical``: one s, step s for every path (clip at
+    ``n_i * s``). ``independent``: a learned step per path. A step not yet learned is set by
+    LSQ's rule from the first training batch its path sees.
+    """
+
+    def __init__(
+        self, levels: Sequence[int], sharing: str, selector: PathSelector, scale: float | None
+    ):
+        super().__init__()
+        self.levels = list(levels)
+        self.sharing = sharing
+        self.selector = selector
+        count = len(self.levels) if sharing == "independent" else 1
+        init = 1.0 if scale is None else float(scale)
+        self.scales = nn.ParameterList([nn.Parameter(torch.tensor(init)) for _ in range(count)])
+        self.register_buffer("initialized", torch.full((count,), scale is not None))
+
+    def _param_index(self, path: int) -> int:
+        return path if self.sharing == "independent" else 0
+
+    def _ratio(self, path: int) -> float:
+        """step_i / s: exactly 1.0 for the major path, so its step is s itself."""
+        return self.levels[0] / self.levels[path] if self.sharing == "share" else 1.0
+
+    def step(self, path: int) -> Tensor:
+        """Quantization step of ``path`` (differentiable in the learned scale)."""
+        return self.scales[self._param_index(path)] * self._ratio(path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        path = self.selector.index
+        p = self._param_index(path)
+        if self.training and not bool(self.initialized[p]):
+            with torch.no_grad():
+                step = lsq_init_scale(x, self.levels[path])
+                self.scales[p].copy_(step / self._ratio(path))
+                self.initialized[p] = True
+        return lsq_quantize(x, self.step(path), self.levels[path])
+
+    def export(self, path: int = 0) -> QReLU:
+        """A plain Q-ReLU that computes exactly what ``path`` computes."""
+        q = QReLU(self.levels[path], scale=1.0)  # marked initialised; the step is set next
+        q.scale.data = self.step(path).detach().clone()  # exact, in the model's dtype
+        return q
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, sharing={self.sharing}"
+
+
+class PathBatchNorm(nn.Module):
+    """Batch-norm with per-path statistics (eq. 5).
+
+    ``share``: running and batch statistics per path, gamma and beta shared;
+    ``identical``: one batch-norm used by every path; ``independent``: one per path.
+    """
+
+    def __init__(self, bn: nn.Module, paths: int, sharing: str, selector: PathSelector):
+        super().__init__()
+        self.sharing = sharing
+        self.selector = selector
+        count = 1 if sharing == "identical" else paths
+        norms = [copy.deepcopy(bn) for _ in range(count)]
+        if sharing == "share" and bn.affine:
+            for norm in norms[1:]:
+                norm.weight, norm.bias = norms[0].weight, norms[0].bias
+        self.norms = nn.ModuleList(norms)
+
+    def norm(self, path: int) -> nn.Module:
+        return self.norms[0 if self.sharing == "identical" else path]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.selector.index)(x)
+
+    def extra_repr(self) -> str:
+        return f"sharing={self.sharing}"
+
+
+class PETModel(nn.Module):
+    """A QANN with one quantization path per entry of ``levels``, sharing its weights.
+
+    ``with model.path(i): logits = model(x)`` runs path i; outside any ``path`` block the
+    major path (0) runs. Input / output shapes are those of the QANN.
+    """
+
+    def __init__(self, net: nn.Module, levels: Sequence[int], selector: PathSelector):
+        super().__init__()
+        self.net = net
+        self.levels = list(levels)
+        self.selector = selector
+
+    @property
+    def num_paths(self) -> int:
+        return len(self.levels)
+
+    @contextlib.contextmanager
+    def path(self, index: int) -> Iterator[PETModel]:
+        """Run path ``index`` inside the block (0 is the major path)."""
+        if not 0 <= index < self.num_paths:
+            raise IndexError(f"path {index} does not exist: this model has levels {self.levels}")
+        previous, self.selector.index = self.selector.index, index
+        try:
+            yield self
+        finally:
+            self.selector.index = previous
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def forward_paths(self, x: Tensor) -> list[Tensor]:
+        """Every path's output on ``x``, major path first."""
+        outputs = []
+        for i in range(self.num_paths):
+            with self.path(i):
+                outputs.append(self.net(x))
+        return outputs
+
+    def export_major_path(self) -> nn.Module:
+        """A plain QANN (eval mode) computing exactly the major path: its batch-norm
+        statistics, Q-ReLUs with ``n_mp`` levels and its step. ``to_snn`` converts it."""
+        exported = copy.deepcopy(self.net)
+        for name, module in list(exported.named_modules()):
+            if isinstance(module, PathQReLU):
+                set_submodule(exported, name, module.export(0))
+            elif isinstance(module, PathBatchNorm):
+                set_submodule(exported, name, copy.deepcopy(module.norm(0)))
+        return exported.eval()
+
+
+def _check_levels(levels: Sequence[int]) -> list[int]:
+    levels = list(levels)
+    bad = [n for n in levels if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+    if not levels or bad:
+        raise ValueError(f"levels must be a non-empty list of positive integers, got {levels!r}")
+    return levels
+
+
+def _check_sharing(name: str, value: str) -> str:
+    if value not in SHARING:
+        raise ValueError(f"{name} must be one of {SHARING}, got {value!r}")
+    return value
+
+
+def to_pet(
+    qann: nn.Module,
+    levels: Sequence[int] = (8, 4, 2),
+    scale_sharing: str = "share",
+    bn_sharing: str = "share",
+) -> PETModel:
+    """Wrap a copy of ``qann`` for paths-ensemble training.
+
+    ``levels[0]`` is the major path's ``n_mp``; the rest are sub-paths (any number; one
+    entry is plain quantization-aware training). Every :class:`QReLU` becomes a
+    :class:`PathQReLU` (keeping its learned scale, if any, as the major path's step) and
+    every batch-norm a :class:`PathBatchNorm`.
+    """
+    levels = _check_levels(levels)
+    _check_sharing("scale_sharing", scale_sharing)
+    _check_sharing("bn_sharing", bn_sharing)
+    left = [n for n, m in qann.named_modules() if isinstance(m, (nn.ReLU, nn.MaxPool2d))]
+    if left or not any(isinstance(m, QReLU) for m in qann.modules()):
+        where = f" ('{left[0]}' is still a {type(qann.get_submodule(left[0])).__name__})"
+        raise ValueError(
+            "to_pet needs a QANN: morph the ANN with spikezip.quant.to_qann first"
+            + (where if left else "")
+        )
+    net = copy.deepcopy(qann)
+    selector = PathSelector()
+    for name, module in list(net.named_modules()):
+        if isinstance(module, QReLU):
+            scale = module.scale.item() if bool(module.initialized) else None
+            set_submodule(net, name, PathQReLU(levels, scale_sharing, selector, scale))
+        elif isinstance(module, _BATCHNORM):
+            set_submodule(net, name, PathBatchNorm(module, len(levels), bn_sharing, selector))
+    return PETModel(net, levels, selector)
