@@ -42,9 +42,8 @@ def test_default_path_is_the_major_one_and_bad_paths_are_refused():
     with pet.path(0):
         major = pet(x)
     assert torch.equal(pet(x), major)
-    with pytest.raises(IndexError, match="path 2 does not exist"):
-        with pet.path(2):
-            pass
+    with pytest.raises(IndexError, match="path 2 does not exist"), pet.path(2):
+        pass
 
 
 def _bn_net() -> nn.Module:

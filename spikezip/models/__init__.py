@@ -1,11 +1,32 @@
 """Plain ``nn.Module`` ANNs whose parameter names match torchvision, so its weights load."""
 
+from torch import nn
+
 from spikezip.models.pretrained import load_torchvision_weights
 from spikezip.models.resnet import BasicBlock, ResNet, resnet18, resnet20, resnet34
 from spikezip.models.small import SmallCNN, small_cnn
 from spikezip.models.vgg import VGG, vgg16
 
+# Builders by the names configs use (``model=vgg16``); each takes ``num_classes``.
+MODELS = {
+    "small": small_cnn,
+    "vgg16": vgg16,
+    "resnet20": resnet20,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+}
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """The ANN called ``name`` in :data:`MODELS`, built with ``kwargs``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
 __all__ = [
+    "MODELS",
+    "build_model",
     "VGG",
     "BasicBlock",
     "ResNet",

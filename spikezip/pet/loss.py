@@ -66,21 +66,23 @@ class EnsembleLoss(nn.Module):
         self, path_logits: Sequence[Tensor], targets: Tensor, teacher_logits: Tensor | None
     ) -> list[Tensor]:
         """Each path's unweighted term, major path first."""
+        labels = [self.main_label] + [self.sub_label] * (len(path_logits) - 1)
         return [
-            self.term(logits, targets, teacher_logits, self.main_label if i == 0 else self.sub_label)
-            for i, logits in enumerate(path_logits)
+            self.term(logits, targets, teacher_logits, label)
+            for logits, label in zip(path_logits, labels, strict=True)
         ]
 
     def combine(self, terms: Sequence[Tensor]) -> Tensor:
         """Weighted sum of the per-path terms (eq. 6)."""
-        if len(terms) > 1:
-            if self.levels is None or len(self.levels) != len(terms):
-                raise ValueError(
-                    f"EnsembleLoss got {len(terms)} paths but levels={self.levels}; pass the "
-                    "paths' levels (major first) to weight the sub-paths by n_i / n_mp"
-                )
+        if len(terms) == 1:
+            return terms[0]
+        if self.levels is None or len(self.levels) != len(terms):
+            raise ValueError(
+                f"EnsembleLoss got {len(terms)} paths but levels={self.levels}; pass the "
+                "paths' levels (major first) to weight the sub-paths by n_i / n_mp"
+            )
         total = terms[0]
-        for n_i, term in zip(self.levels[1:] if len(terms) > 1 else [], terms[1:], strict=True):
+        for n_i, term in zip(self.levels[1:], terms[1:], strict=True):
             total = total + self.alpha * (n_i / self.levels[0]) * term
         return total
 

@@ -79,10 +79,20 @@ class SpikingNetwork(nn.Module):
             if isinstance(m, STBIF):
                 m.reset()
 
-    def _check_input(self, x: Tensor) -> None:
+    def _reference(self) -> Tensor | None:
         ref = next((t for t in self.graph.parameters()), None)
         if ref is None:
             ref = next((b for b in self.graph.buffers() if b.is_floating_point()), None)
+        return ref
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype the SNN computes in (inputs must match)."""
+        ref = self._reference()
+        return ref.dtype if ref is not None else torch.get_default_dtype()
+
+    def _check_input(self, x: Tensor) -> None:
+        ref = self._reference()
         if ref is not None and (x.dtype != ref.dtype or x.device != ref.device):
             raise TypeError(
                 f"input is {x.dtype} on {x.device} but the SNN is {ref.dtype} on "

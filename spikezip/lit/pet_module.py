@@ -1,0 +1,107 @@
+"""Paths-ensemble training of a QANN with distillation from its full-precision teacher."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from spikezip.lit.optim import OptimizerConfig, configure
+from spikezip.models import build_model
+from spikezip.pet import EnsembleLoss, to_pet
+from spikezip.quant import to_qann
+
+
+def path_names(levels: Sequence[int]) -> list[str]:
+    """Metric suffixes per path: ``l8``, ``l4``, ``l2`` (``l8_1`` for a repeated level)."""
+    names: list[str] = []
+    for n in levels:
+        name = f"l{n}"
+        names.append(name if name not in names else f"{name}_{len(names)}")
+    return names
+
+
+class PETModule(pl.LightningModule):
+    """The PET model of ``arch`` with the ensemble loss (eq. 6).
+
+    Every batch runs the frozen teacher (eval mode) and every path; logs the ensemble loss,
+    each path's loss and accuracy (``train/acc_l8``, ``val/acc_l4``, ...) and ``val/acc``
+    (the major path). :meth:`export_qann` gives the major path as a plain QANN.
+
+    Args:
+        arch: ``{"name": ..., "num_classes": ..., ...}`` for
+            :func:`spikezip.models.build_model`; rebuilds the network from a checkpoint.
+        teacher: the trained full-precision ANN; the QANN starts from its weights.
+            Omitted when restoring a checkpoint (its weights are in the state dict).
+    """
+
+    def __init__(
+        self,
+        arch: dict,
+        levels: Sequence[int] = (8, 4, 2),
+        scale_sharing: str = "share",
+        bn_sharing: str = "share",
+        alpha: float = 1.0,
+        sub_label: str = "soft",
+        main_label: str = "soft",
+        temperature: float = 1.0,
+        optimizer: dict | None = None,
+        teacher: nn.Module | None = None,
+    ):
+        super().__init__()
+        levels = list(levels)
+        self.save_hyperparameters(ignore=["teacher"])
+        teacher = copy.deepcopy(teacher) if teacher is not None else build_model(**arch)
+        self.pet = to_pet(to_qann(teacher, levels[0]), levels, scale_sharing, bn_sharing)
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.loss = EnsembleLoss(alpha, sub_label, temperature, main_label, levels=levels)
+        self.optim = OptimizerConfig.of(optimizer)
+        self.names = path_names(levels)
+        keys = [f"{stage}_{name}" for stage in ("train", "val") for name in self.names]
+        # val/acc repeats the major path's accuracy under a name that does not depend on
+        # the levels (for checkpoint monitoring); a metric object is logged under one name.
+        self.accuracy = nn.ModuleDict({key: MeanMetric() for key in [*keys, "val_major"]})
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # the teacher's batch-norm never leaves inference mode
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pet(x)
+
+    def export_qann(self) -> nn.Module:
+        """The major path as a plain QANN that ``to_snn`` converts exactly."""
+        return self.pet.export_major_path()
+
+    def _step(self, batch, stage: str) -> Tensor:
+        x, y = batch
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        logits = self.pet.forward_paths(x)
+        terms = self.loss.per_path(logits, y, teacher_logits)
+        loss = self.loss.combine(terms)
+        log = {"on_epoch": True, "on_step": False}
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", **log)
+        for name, path_logits, term in zip(self.names, logits, terms, strict=True):
+            metric = self.accuracy[f"{stage}_{name}"]
+            metric.update((path_logits.argmax(-1) == y).float())
+            self.log(f"{stage}/loss_{name}", term, **log)
+            self.log(f"{stage}/acc_{name}", metric, prog_bar=name == self.names[0], **log)
+        if stage == "val":
+            self.accuracy["val_major"].update((logits[0].argmax(-1) == y).float())
+            self.log("val/acc", self.accuracy["val_major"], **log)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return configure(self.pet, self.optim, self.trainer.estimated_stepping_batches)

@@ -1,0 +1,55 @@
+"""Training the full-precision ANN, the teacher that PET distils from."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from spikezip.lit.optim import OptimizerConfig, configure
+from spikezip.models import build_model
+
+
+class TeacherModule(pl.LightningModule):
+    """Cross-entropy training of ``build_model(**arch)``; logs ``train|val/loss`` and ``/acc``.
+
+    Args:
+        arch: ``{"name": "small", "num_classes": 10, ...}``, the keyword arguments of
+            :func:`spikezip.models.build_model`.
+        model: an already built ANN to train instead (e.g. torchvision-pretrained).
+    """
+
+    def __init__(self, arch: dict, optimizer: dict | None = None, model: nn.Module | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model if model is not None else build_model(**arch)
+        self.optim = OptimizerConfig.of(optimizer)
+        self.accuracy = nn.ModuleDict({f"{stage}_acc": MeanMetric() for stage in ("train", "val")})
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def _step(self, batch, stage: str) -> Tensor:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.accuracy[f"{stage}_acc"].update((logits.argmax(-1) == y).float())
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", on_epoch=True, on_step=False)
+        self.log(
+            f"{stage}/acc",
+            self.accuracy[f"{stage}_acc"],
+            prog_bar=True,
+            on_epoch=True,
+            on_step=False,
+        )
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return configure(self.model, self.optim, self.trainer.estimated_stepping_batches)
