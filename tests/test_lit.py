@@ -52,6 +52,27 @@ def test_pet_fast_dev_run_logs_paths_and_snn_curve(tmp_path):
     assert callback.last.samples == 16  # fast_dev_run: one validation batch
 
 
+class _EpochLosses(pl.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_pet_training_lowers_the_loss_and_follows_the_schedule(tmp_path):
+    torch.manual_seed(0)
+    losses = _EpochLosses()
+    module = PETModule(ARCH, levels=[4, 2], optimizer={"lr": 0.05, "grad_clip": 1.0})
+    trainer = _trainer(
+        tmp_path, max_epochs=6, logger=False, enable_checkpointing=False, callbacks=[losses]
+    )
+    trainer.fit(module, _loader(n=64))
+    assert trainer.global_step == 6 * 4  # one optimizer step per batch
+    assert module.lr_schedulers().get_last_lr()[0] < 1e-3  # cosine annealed to ~0
+    assert losses.losses[-1] < 0.5 * losses.losses[0]
+
+
 def test_teacher_is_frozen_and_in_eval_mode_during_pet():
     module = PETModule(ARCH, levels=[4, 2])
     module.train()

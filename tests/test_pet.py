@@ -9,7 +9,7 @@ from conftest import calibrate
 from torch import nn
 
 from spikezip.models import resnet20, small_cnn
-from spikezip.pet import EnsembleLoss, PathBatchNorm, PathQReLU, to_pet
+from spikezip.pet import EnsembleLoss, PathBatchNorm, PathQReLU, backward_paths, to_pet
 from spikezip.quant import QReLU, to_qann
 from spikezip.snn import check_equivalence, to_snn
 
@@ -214,3 +214,22 @@ def test_loss_errors():
     assert EnsembleLoss(main_label="hard")(LOGITS[:1], TARGETS).item() == pytest.approx(
         _hard(LOGITS[0]), rel=1e-6
     )
+
+
+def test_path_by_path_backward_equals_the_joint_loss_gradient():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (16,))
+    pet = to_pet(_bn_net(), [8, 4, 2]).double().train()
+    teacher = torch.randn(16, 10, dtype=torch.float64)
+    loss = EnsembleLoss(alpha=0.7, sub_label="mixed", levels=[8, 4, 2])
+    pet.forward_paths(x)  # LSQ init, so both runs below start from the same scales
+    state = {k: v.clone() for k, v in pet.state_dict().items()}
+    joint = loss(pet.forward_paths(x), y, teacher)
+    joint.backward()
+    expected = {n: p.grad.clone() for n, p in pet.named_parameters()}
+    pet.load_state_dict(state)
+    pet.zero_grad()
+    result = backward_paths(pet, loss, x, y, teacher)
+    assert result.loss.item() == pytest.approx(joint.item(), rel=1e-12)
+    for name, param in pet.named_parameters():
+        torch.testing.assert_close(param.grad, expected[name], rtol=1e-10, atol=1e-12)

@@ -24,6 +24,7 @@ class OptimizerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    grad_clip: float | None = None  # max gradient norm; None: no clipping
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -34,6 +35,8 @@ class OptimizerConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("weight_decay must be >= 0 and momentum in [0, 1)")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
 
     @classmethod
     def of(cls, value: OptimizerConfig | dict | None) -> OptimizerConfig:

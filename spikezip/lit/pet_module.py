@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental.optimization import fuse
 from torchmetrics import MeanMetric
 
 from spikezip.lit.optim import OptimizerConfig, configure
 from spikezip.models import build_model
-from spikezip.pet import EnsembleLoss, to_pet
+from spikezip.pet import EnsembleLoss, PathsResult, backward_paths, to_pet
 from spikezip.quant import to_qann
 
 
@@ -23,6 +24,15 @@ def path_names(levels: Sequence[int]) -> list[str]:
         name = f"l{n}"
         names.append(name if name not in names else f"{name}_{len(names)}")
     return names
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each batch-norm folded into the conv before it
+    (the same function, fewer passes); ``model`` itself if it cannot be traced."""
+    try:
+        return fuse(copy.deepcopy(model).eval()).requires_grad_(False)
+    except Exception:  # untraceable (e.g. a user's model with control flow): run it as is
+        return model
 
 
 class PETModule(pl.LightningModule):
@@ -61,10 +71,22 @@ class PETModule(pl.LightningModule):
         self.loss = EnsembleLoss(alpha, sub_label, temperature, main_label, levels=levels)
         self.optim = OptimizerConfig.of(optimizer)
         self.names = path_names(levels)
+        self.automatic_optimization = False  # see training_step
         keys = [f"{stage}_{name}" for stage in ("train", "val") for name in self.names]
         # val/acc repeats the major path's accuracy under a name that does not depend on
         # the levels (for checkpoint monitoring); a metric object is logged under one name.
         self.accuracy = nn.ModuleDict({key: MeanMetric() for key in [*keys, "val_major"]})
+
+    def on_fit_start(self) -> None:
+        # The teacher never changes while it teaches: an inference copy with batch-norm
+        # folded into its convs does the same forward with fewer passes. Built here, after
+        # any checkpoint restore, so it holds the teacher's final weights.
+        self._inference_teacher = fuse_for_inference(self.teacher)
+
+    def teacher_logits(self, x: Tensor) -> Tensor:
+        teacher = getattr(self, "_inference_teacher", None) or self.teacher
+        with torch.no_grad():
+            return teacher(x)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -78,30 +100,39 @@ class PETModule(pl.LightningModule):
         """The major path as a plain QANN that ``to_snn`` converts exactly."""
         return self.pet.export_major_path()
 
-    def _step(self, batch, stage: str) -> Tensor:
-        x, y = batch
-        with torch.no_grad():
-            teacher_logits = self.teacher(x)
-        logits = self.pet.forward_paths(x)
-        terms = self.loss.per_path(logits, y, teacher_logits)
-        loss = self.loss.combine(terms)
+    def _log_paths(self, stage: str, y: Tensor, result: PathsResult) -> None:
         log = {"on_epoch": True, "on_step": False}
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", **log)
-        for name, path_logits, term in zip(self.names, logits, terms, strict=True):
+        self.log(f"{stage}/loss", result.loss, prog_bar=stage == "train", **log)
+        for name, logits, term in zip(self.names, result.logits, result.terms, strict=True):
             metric = self.accuracy[f"{stage}_{name}"]
-            metric.update((path_logits.argmax(-1) == y).float())
+            metric.update((logits.argmax(-1) == y).float())
             self.log(f"{stage}/loss_{name}", term, **log)
             self.log(f"{stage}/acc_{name}", metric, prog_bar=name == self.names[0], **log)
-        if stage == "val":
-            self.accuracy["val_major"].update((logits[0].argmax(-1) == y).float())
-            self.log("val/acc", self.accuracy["val_major"], **log)
-        return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        # Manual optimization: each path runs forward and backward in turn (one path's
+        # activations in memory, not all), through manual_backward (precision, scaling).
+        x, y = batch
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        result = backward_paths(
+            self.pet, self.loss, x, y, self.teacher_logits(x), self.manual_backward
+        )
+        if self.optim.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip)
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        self._log_paths("train", y, result)
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+        x, y = batch
+        logits = self.pet.forward_paths(x)
+        terms = self.loss.per_path(logits, y, self.teacher_logits(x))
+        self._log_paths("val", y, PathsResult(self.loss.combine(terms), terms, logits))
+        self.accuracy["val_major"].update((logits[0].argmax(-1) == y).float())
+        self.log("val/acc", self.accuracy["val_major"], on_epoch=True, on_step=False)
 
     def configure_optimizers(self):
         return configure(self.pet, self.optim, self.trainer.estimated_stepping_batches)

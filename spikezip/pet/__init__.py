@@ -3,6 +3,7 @@
 from spikezip.pet.checkpoint import CheckpointError, export_from_checkpoint, load_checkpoint
 from spikezip.pet.loss import LABELS, EnsembleLoss
 from spikezip.pet.paths import SHARING, PathBatchNorm, PathQReLU, PETModel, to_pet
+from spikezip.pet.step import PathsResult, backward_paths
 
 __all__ = [
     "LABELS",
@@ -12,6 +13,8 @@ __all__ = [
     "PETModel",
     "PathBatchNorm",
     "PathQReLU",
+    "PathsResult",
+    "backward_paths",
     "export_from_checkpoint",
     "load_checkpoint",
     "to_pet",

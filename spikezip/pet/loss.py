@@ -62,28 +62,36 @@ class EnsembleLoss(nn.Module):
             loss = loss + kl * tau**2
         return loss
 
+    def labels(self, paths: int) -> list[str]:
+        """Label type of each path's term, major path first."""
+        return [self.main_label] + [self.sub_label] * (paths - 1)
+
+    def weights(self, paths: int) -> list[float]:
+        """Each path's weight in eq. 6: 1 for the major path, ``alpha * n_i / n_mp`` after."""
+        if paths == 1:
+            return [1.0]
+        if self.levels is None or len(self.levels) != paths:
+            raise ValueError(
+                f"EnsembleLoss got {paths} paths but levels={self.levels}; pass the "
+                "paths' levels (major first) to weight the sub-paths by n_i / n_mp"
+            )
+        return [1.0] + [self.alpha * n_i / self.levels[0] for n_i in self.levels[1:]]
+
     def per_path(
         self, path_logits: Sequence[Tensor], targets: Tensor, teacher_logits: Tensor | None
     ) -> list[Tensor]:
         """Each path's unweighted term, major path first."""
-        labels = [self.main_label] + [self.sub_label] * (len(path_logits) - 1)
         return [
             self.term(logits, targets, teacher_logits, label)
-            for logits, label in zip(path_logits, labels, strict=True)
+            for logits, label in zip(path_logits, self.labels(len(path_logits)), strict=True)
         ]
 
     def combine(self, terms: Sequence[Tensor]) -> Tensor:
         """Weighted sum of the per-path terms (eq. 6)."""
-        if len(terms) == 1:
-            return terms[0]
-        if self.levels is None or len(self.levels) != len(terms):
-            raise ValueError(
-                f"EnsembleLoss got {len(terms)} paths but levels={self.levels}; pass the "
-                "paths' levels (major first) to weight the sub-paths by n_i / n_mp"
-            )
+        weights = self.weights(len(terms))
         total = terms[0]
-        for n_i, term in zip(self.levels[1:], terms[1:], strict=True):
-            total = total + self.alpha * (n_i / self.levels[0]) * term
+        for weight, term in zip(weights[1:], terms[1:], strict=True):
+            total = total + weight * term
         return total
 
     def forward(
