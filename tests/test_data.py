@@ -1,9 +1,13 @@
 """The embedded MNIST-5k split."""
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from spikezip.data import load_mnist5k
+from spikezip.data import DatasetNotFoundError, build_datasets, load_mnist5k
 
 
 def test_mnist5k_split_is_fixed_balanced_and_normalised():
@@ -23,3 +27,86 @@ def test_mnist5k_split_is_fixed_balanced_and_normalised():
 def test_bad_test_size():
     with pytest.raises(ValueError, match="test_size"):
         load_mnist5k(test_size=5000)
+
+
+# ------------------------------------------------ the datasets by name ----
+
+
+def test_digits():
+    train, val, info = build_datasets("digits")
+    assert (len(train), len(val)) == (1438, 359)
+    assert info.num_classes == 10 and info.image_size == 8
+    assert float(train.tensors[0].max()) == 1.0
+
+
+def _write_cifar(root, name, n=6):
+    """Tiny files in torchvision's real CIFAR on-disk format (pickled dicts)."""
+    rng = np.random.default_rng(0)
+    if name == "cifar10":
+        folder, train_files, test_files, key = (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
+            "labels",
+        )
+        meta = ("batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
+    else:
+        folder, train_files, test_files, key = (
+            "cifar-100-python",
+            ["train"],
+            ["test"],
+            "fine_labels",
+        )
+        meta = ("meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
+    base = root / folder
+    base.mkdir(parents=True)
+    for file in train_files + test_files:
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: list(range(n))}
+        (base / file).write_bytes(pickle.dumps(entry))
+    (base / meta[0]).write_bytes(pickle.dumps(meta[1]))
+
+
+@pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_loads_the_real_on_disk_format(tmp_path, monkeypatch, name, classes):
+    import torchvision.datasets.cifar as cifar
+
+    _write_cifar(tmp_path, name)
+    # The tiny files cannot match the real archives' md5 sums; everything else is real.
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
+    train, val, info = build_datasets(name, root=tmp_path)
+    assert info.num_classes == classes and info.in_channels == 3
+    assert len(train) == (30 if name == "cifar10" else 6) and len(val) == 6
+    x, y = train[2]
+    assert x.shape == (3, 32, 32) and y == 2
+    assert abs(float(x.mean())) < 2  # normalised
+
+
+def test_missing_cifar_says_where_and_how(tmp_path):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"cifar10 not found .*cifar-10-batches-py.*data.download=true"
+    ):
+        build_datasets("cifar10", root=tmp_path)
+
+
+def test_imagenet_folder(tmp_path):
+    for split in ("train", "val"):
+        for cls in ("n01", "n02", "n03"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(2):
+                pixels = np.random.default_rng(i).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"img{i}.JPEG")
+    train, val, info = build_datasets("imagenet", root=tmp_path)
+    assert info.num_classes == 3 and len(train) == 6 and len(val) == 6
+    x, y = val[5]
+    assert x.shape == (3, 224, 224) and y == 2
+
+
+def test_missing_imagenet_says_where(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"split 'train' not found.*ImageFolder"):
+        build_datasets("imagenet", root=tmp_path / "nowhere")
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar1000'"):
+        build_datasets("cifar1000")
