@@ -4,8 +4,8 @@ The only package of SpikeZIP that imports Lightning.
 """
 
 from spikezip.lit.callbacks import SNNConversionCallback
-from spikezip.lit.optim import OptimizerConfig
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
+from spikezip.optim import OptimizerConfig
 
 __all__ = ["OptimizerConfig", "PETModule", "SNNConversionCallback", "TeacherModule"]

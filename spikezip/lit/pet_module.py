@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torch.fx.experimental.optimization import fuse
 from torchmetrics import MeanMetric
 
-from spikezip.lit.optim import OptimizerConfig, configure
 from spikezip.models import build_model
+from spikezip.optim import OptimizerConfig, configure
 from spikezip.pet import EnsembleLoss, PathsResult, backward_paths, to_pet
 from spikezip.quant import to_qann
 

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from spikezip.lit.optim import OptimizerConfig, configure
 from spikezip.models import build_model
+from spikezip.optim import OptimizerConfig, configure
 
 
 class TeacherModule(pl.LightningModule):

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from rich.progress import Progress
 from torch import Tensor, nn
 
 from spikezip.snn.network import SpikingNetwork
+
+
+class StepObserver(Protocol):
+    """Something that measures during an evaluation (energy, feature maps)."""
+
+    def begin_batch(self, qann: nn.Module, x: Tensor) -> None: ...
+
+    def on_step(self, t: int, snn: SpikingNetwork) -> None: ...
 
 
 @dataclass
@@ -30,7 +39,6 @@ class SNNEvaluation:
     agreement: float
     t_eq: Tensor
     samples: int
-    spikes_per_layer: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def settled(self) -> Tensor:
@@ -66,20 +74,20 @@ def evaluate_snn(
     limit_batches: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
-    record_spikes: bool = False,
+    observers: Sequence[StepObserver] = (),
 ) -> SNNEvaluation:
     """Accuracy at every ``T <= timesteps``, per-sample ``T_eq`` and QANN agreement.
 
     Each batch is simulated once for ``max(timesteps, max_timesteps)`` steps (steps after
     every sample settled cost nothing); the accuracy curve is read off the accumulated
     outputs. ``qann`` should be the network ``snn`` came from, in eval mode.
+    ``observers`` (e.g. :class:`spikezip.snn.energy.EnergyMeter`) see every batch and step.
     """
     horizon = max(timesteps, max_timesteps or 0)
     dtype = snn.dtype
     correct = torch.zeros(timesteps, dtype=torch.float64)
     qann_correct = agree = samples = 0
     t_eqs: list[Tensor] = []
-    spikes: dict[str, Tensor] = {}
     total = None
     if limit_batches is not None:
         total = limit_batches
@@ -91,7 +99,14 @@ def evaluate_snn(
             if limit_batches is not None and i >= limit_batches:
                 break
             x, y = x.to(device=device, dtype=dtype), y.to(device)
-            sim = snn.run(x, horizon, record_spikes=record_spikes)
+            for observer in observers:
+                observer.begin_batch(qann, x)
+
+            def on_step(t: int, net: SpikingNetwork) -> None:
+                for observer in observers:
+                    observer.on_step(t, net)
+
+            sim = snn.run(x, horizon, on_step=on_step if observers else None)
             predictions = sim.outputs[:timesteps].argmax(-1)  # [T, B]
             correct += (predictions == y).sum(1).double().cpu()
             expected = qann(x).argmax(-1)
@@ -99,8 +114,6 @@ def evaluate_snn(
             agree += int((sim.final.argmax(-1) == expected).sum())
             samples += len(y)
             t_eqs.append(sim.t_eq.cpu())
-            for name, counts in (sim.spike_counts or {}).items():
-                spikes[name] = spikes.get(name, 0) + counts[:timesteps].sum(1).cpu()
             bar.advance(task)
     if samples == 0:
         raise ValueError("evaluate_snn got no samples: the data loader is empty")
@@ -110,5 +123,4 @@ def evaluate_snn(
         agreement=agree / samples,
         t_eq=torch.cat(t_eqs),
         samples=samples,
-        spikes_per_layer=spikes,
     )

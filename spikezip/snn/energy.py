@@ -1,0 +1,223 @@
+"""Synaptic operations and energy of an SNN against the FLOPs of its ANN (paper §4.5).
+
+A spike (of either sign) costs one synaptic operation (SOP) per synapse it drives: its
+*fan-out*, the number of multiply-accumulates it takes part in at the next conv / linear
+layers, through any pooling, flattening or residual adds on the way. The first layer
+receives the analog input, so it is counted as FLOPs (2 per multiply-accumulate, as
+``torch.utils.flop_counter`` counts the ANN). Bias releases are additions without
+synapses and are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from spikezip.snn.layers import SpikingAffine, SpikingBatchNorm
+from spikezip.snn.network import SpikingNetwork
+from spikezip.snn.neuron import STBIF
+
+INPUT = "<input>"
+
+
+def _adaptive_window_counts(in_size: list[int], out_size: list[int]) -> Tensor:
+    """Number of inputs in each adaptive-pooling window, ``[*out_size]``."""
+    counts = torch.ones(())
+    for n, o in zip(in_size, out_size, strict=True):
+        sizes = torch.tensor(
+            [math.ceil((i + 1) * n / o) - math.floor(i * n / o) for i in range(o)],
+            dtype=torch.float,
+        )
+        counts = counts.unsqueeze(-1) * sizes
+    return counts
+
+
+class _FanoutInterpreter(fx.Interpreter):
+    """Runs the SNN graph in 'counting' mode: unit weights, sum-pooling, one source.
+
+    Only the source (a neuron layer's output, or the network input) carries a value; the
+    summed outputs of the first conv / linear layers it reaches count one per
+    multiply-accumulate, so the gradient at the source is each element's fan-out.
+    """
+
+    def __init__(self, gm: fx.GraphModule, source: str):
+        super().__init__(gm)
+        self.source = source
+        self.z: Tensor | None = None
+        self.macs = torch.zeros(())
+
+    def _source(self, like: Tensor) -> Tensor:
+        self.z = torch.zeros_like(like, requires_grad=True)
+        return self.z
+
+    def placeholder(self, target, args, kwargs):
+        x = super().placeholder(target, args, kwargs)
+        return self._source(x) if self.source == INPUT else torch.zeros_like(x)
+
+    def call_module(self, target, args, kwargs):
+        m = self.fetch_attr(target)
+        x = args[0]
+        if isinstance(m, STBIF):
+            return self._source(x) if target == self.source else torch.zeros_like(x)
+        if isinstance(m, SpikingAffine):
+            layer = m.layer
+            ones = torch.ones_like(layer.weight)
+            if isinstance(layer, nn.Linear):
+                out = F.linear(x, ones)
+            else:
+                out = layer._conv_forward(x, ones, None)
+            self.macs = self.macs + out.sum()
+            return torch.zeros_like(out).detach()  # counting stops at the first synapse
+        if isinstance(m, SpikingBatchNorm):
+            return x  # a per-channel gain: one value in, one value out, no synapse
+        if isinstance(m, (nn.AvgPool2d, nn.AvgPool3d)):
+            return m.__class__(m.kernel_size, m.stride, m.padding, m.ceil_mode, divisor_override=1)(
+                x
+            )
+        if isinstance(m, nn.AvgPool1d):
+            pooled = F.avg_pool2d(
+                x.unsqueeze(-2), (1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]),
+                m.ceil_mode, divisor_override=1,
+            )  # fmt: skip
+            return pooled.squeeze(-2)
+        if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
+            out = m(x)
+            counts = _adaptive_window_counts(list(x.shape[2:]), list(out.shape[2:]))
+            return out * counts.to(out)
+        return super().call_module(target, args, kwargs)
+
+
+def fanout(snn: SpikingNetwork, input_shape: tuple[int, ...], source: str) -> tuple[Tensor, float]:
+    """``(fanout [*one sample's shape], total)`` of ``source``: a neuron layer's name, or
+    :data:`INPUT` for the analog input; ``total`` is the sum of the fan-outs, i.e. the
+    multiply-accumulates if every element is non-zero (for the input: the first layers'
+    MACs). ``input_shape`` is one sample's shape."""
+    dtype = snn.dtype
+    interpreter = _FanoutInterpreter(snn.graph, source)
+    with torch.enable_grad():
+        interpreter.run(torch.zeros(1, *input_shape, dtype=dtype))
+        if interpreter.z is None:
+            raise KeyError(f"no neuron layer named {source!r}")
+        if interpreter.macs.requires_grad:
+            interpreter.macs.backward()
+    grad = interpreter.z.grad
+    counts = grad[0] if grad is not None else torch.zeros_like(interpreter.z[0])
+    return counts.detach(), float(counts.sum())
+
+
+def ann_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward of ``model`` on one sample (2 per multiply-accumulate)."""
+    param = next(model.parameters())
+    x = torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(x)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class EnergyMeter:
+    """Counts SOPs per neuron layer and step during :func:`spikezip.snn.evaluate_snn`.
+
+    Attributes after the evaluation (per inference, i.e. averaged over samples):
+    ``sop_per_layer[name]`` ``[T]`` SOPs in step T; ``first_layer_flops`` ``[T]``.
+    """
+
+    snn: SpikingNetwork
+    input_shape: tuple[int, ...]
+    timesteps: int
+    joules_per_sop: float = 77e-15
+    joules_per_flop: float = 12.5e-12
+    fanouts: dict[str, Tensor] = field(init=False)
+    input_macs: float = field(init=False)
+
+    def __post_init__(self):
+        self.fanouts = {
+            name: fanout(self.snn, self.input_shape, name)[0] for name in self.snn.neurons
+        }
+        self.input_macs = fanout(self.snn, self.input_shape, INPUT)[1]
+        self._sops = {
+            name: torch.zeros(self.timesteps, dtype=torch.float64) for name in self.fanouts
+        }
+        self.samples = 0
+
+    def begin_batch(self, qann: nn.Module, x: Tensor) -> None:
+        self.samples += len(x)
+        self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
+
+    def on_step(self, t: int, snn: SpikingNetwork) -> None:
+        if t > self.timesteps:
+            return
+        for name, neuron in snn.neurons.items():
+            # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
+            sops = (neuron.spike.abs() * self._device_fanouts[name]).sum()
+            self._sops[name][t - 1] += float(sops)
+
+    def result(self, ann_flops_per_inference: int, release_steps: int) -> dict:
+        """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs and joules."""
+        per_step = sum(self._sops.values()) / max(self.samples, 1)
+        sop = torch.cumsum(per_step, 0)
+        steps = torch.arange(1, self.timesteps + 1, dtype=torch.float64)
+        first_flops = 2 * self.input_macs * torch.clamp(steps, max=release_steps)
+        joules = sop * self.joules_per_sop + first_flops * self.joules_per_flop
+        return {
+            "joules_per_sop": self.joules_per_sop,
+            "joules_per_flop": self.joules_per_flop,
+            "sop": sop.tolist(),
+            "first_layer_flops": first_flops.tolist(),
+            "snn_joules": joules.tolist(),
+            "ann_flops": ann_flops_per_inference,
+            "ann_joules": ann_flops_per_inference * self.joules_per_flop,
+            "sop_per_layer": {
+                name: float(v.sum()) / max(self.samples, 1) for name, v in self._sops.items()
+            },
+        }
+
+
+@dataclass
+class FeatureMapMeter:
+    """Per neuron layer, the L1 distance between the SNN's accumulated output and the
+    QANN's activation at every T (paper Fig. 5 right), averaged over samples."""
+
+    snn: SpikingNetwork
+    timesteps: int
+    distances: dict[str, Tensor] = field(init=False)
+
+    def __post_init__(self):
+        self.distances = {
+            name: torch.zeros(self.timesteps, dtype=torch.float64) for name in self.snn.neurons
+        }
+        self.samples = 0
+
+    def begin_batch(self, qann: nn.Module, x: Tensor) -> None:
+        from spikezip.quant.qrelu import QReLU
+
+        acts: dict[str, Tensor] = {}
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out, n=n: acts.__setitem__(n, out))
+            for n, m in qann.named_modules()
+            if isinstance(m, QReLU) and n in self.distances
+        ]
+        try:
+            with torch.no_grad():
+                qann(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        self._acts = acts
+        self.samples += len(x)
+
+    def on_step(self, t: int, snn: SpikingNetwork) -> None:
+        if t > self.timesteps:
+            return
+        for name, neuron in snn.neurons.items():
+            self.distances[name][t - 1] += float(
+                (neuron.accumulated() - self._acts[name]).abs().sum()
+            )
+
+    def result(self) -> dict[str, list[float]]:
+        return {k: (v / max(self.samples, 1)).tolist() for k, v in self.distances.items()}
