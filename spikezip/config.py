@@ -123,6 +123,28 @@ class TrainConfig:
     name: str = "spikezip"
 
 
+@dataclass
+class EvalSNNConfig(SNNConfig):
+    path: str | None = None  # the snn.pt to evaluate (evaluate.py snn=PATH)
+    dtype: str = "float32"  # float64 for a bit-exact comparison with the QANN
+
+
+@dataclass
+class EvaluateConfig:
+    snn: EvalSNNConfig = field(default_factory=EvalSNNConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    out_dir: str | None = None  # default: <directory of snn.pt>/eval_<data.name>
+
+
+@dataclass
+class ConvertConfig:
+    qann: str | None = None  # the qann.ckpt to convert (convert.py qann=PATH)
+    out_dir: str | None = None  # default: next to the qann.ckpt
+    encoding: str = "even"
+    max_timesteps: int = 5000
+
+
 class ConfigError(ValueError):
     """A configuration value that is out of range; the message names the key."""
 
@@ -171,7 +193,7 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _choice("pet.main_label", cfg.pet.main_label, LABELS)
     _choice("pet.scale_sharing", cfg.pet.scale_sharing, SHARING)
     _choice("pet.bn_sharing", cfg.pet.bn_sharing, SHARING)
-    _positive("pet.epochs", cfg.pet.epochs, allow_zero=True)
+    _positive("pet.epochs", cfg.pet.epochs)  # an untrained QANN has no learned scales
     _optimizer("pet.optimizer", cfg.pet.optimizer)
     _positive("snn.timesteps", cfg.snn.timesteps)
     _positive("snn.max_timesteps", cfg.snn.max_timesteps)
@@ -207,4 +229,20 @@ def register_configs() -> None:
     """Register the schema so Hydra type-checks every composed config against it."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="evaluate_schema", node=EvaluateConfig)
+    store.store(name="convert_schema", node=ConvertConfig)
+
+
+def snn_path_override(argv: list[str], options: tuple[str, ...] = ("default",)) -> list[str]:
+    """Let ``evaluate.py snn=PATH`` name the SNN file although ``snn`` is also the config
+    group of simulation settings: ``snn=X`` for an X that is not a group option becomes
+    ``snn.path=X``."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if key == "snn" and sep and value not in options:
+            arg = f"snn.path={value}"
+        out.append(arg)
+    return out

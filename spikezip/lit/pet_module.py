@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -24,6 +25,10 @@ def path_names(levels: Sequence[int]) -> list[str]:
         name = f"l{n}"
         names.append(name if name not in names else f"{name}_{len(names)}")
     return names
+
+
+# The frozen teacher stays in eval mode on purpose; Lightning warns about any such module.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", module="lightning")
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
@@ -81,10 +86,13 @@ class PETModule(pl.LightningModule):
         # The teacher never changes while it teaches: an inference copy with batch-norm
         # folded into its convs does the same forward with fewer passes. Built here, after
         # any checkpoint restore, so it holds the teacher's final weights.
-        self._inference_teacher = fuse_for_inference(self.teacher)
+        # Kept in a tuple so it is not a registered submodule: checkpoints hold the teacher
+        # once, and a resumed run's module (built before restore) matches them.
+        self._inference_teacher = (fuse_for_inference(self.teacher),)
 
     def teacher_logits(self, x: Tensor) -> Tensor:
-        teacher = getattr(self, "_inference_teacher", None) or self.teacher
+        held = getattr(self, "_inference_teacher", None)
+        teacher = held[0] if held else self.teacher
         with torch.no_grad():
             return teacher(x)
 

@@ -1,0 +1,203 @@
+"""The experiment framework: configs compose, train / convert / evaluate run and resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from spikezip.artifacts import load_qann, load_snn
+from spikezip.config import ConfigError, register_configs, snn_path_override, validate
+from spikezip.pet import CheckpointError
+from spikezip.workflows import NotEquivalentError, convert_file, evaluate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+register_configs()
+
+
+def _compose(name="train", overrides=()):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        f"{g}={o}"
+        for g in ("data", "model", "teacher", "pet", "snn", "trainer", "logger", "experiment")
+        for o in _options(g)
+    ],
+)
+def test_every_config_option_composes_and_validates(override):
+    extra = ["teacher.checkpoint=x.ckpt"] if override == "teacher=checkpoint" else []
+    cfg = _compose(overrides=[override, *extra])
+    validate(cfg)
+
+
+@pytest.mark.parametrize("sweep", _options("sweep"))
+def test_every_sweep_composes(sweep):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={sweep}"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params  # the swept axes
+    for key in cfg.hydra.sweeper.params:
+        assert key in (
+            "pet.levels",
+            "pet.alpha",
+            "pet.sub_label",
+            "pet.scale_sharing",
+            "pet.bn_sharing",
+            "model.rcr",
+        )
+
+
+def test_convert_and_evaluate_configs_compose():
+    assert _compose("convert", ["qann=x.ckpt"]).encoding == "even"
+    cfg = _compose("evaluate", ["snn.path=x.pt", "data=digits"])
+    assert cfg.snn.timesteps == 32 and cfg.data.name == "digits"
+    assert snn_path_override(["evaluate.py", "snn=a/snn.pt", "snn=default", "snn.timesteps=4"]) == [
+        "evaluate.py",
+        "snn.path=a/snn.pt",
+        "snn=default",
+        "snn.timesteps=4",
+    ]
+
+
+@pytest.mark.parametrize(
+    "override, error, match",
+    [
+        ("pet.levels=foo", ConfigCompositionException, "pet.levels"),
+        ("data=cifar1000", MissingConfigException, "data/cifar1000"),
+        ("pet.alpha=-1", ConfigError, r"pet.alpha must be >= 0, got -1"),
+        ("pet.sub_label=hardd", ConfigError, r"pet.sub_label='hardd' is not valid"),
+        ("snn.encoding=rate", ConfigError, r"snn.encoding='rate' is not valid"),
+        ("pet.levels=[8,0]", ConfigError, r"pet.levels must be"),
+        ("trainer.devices=1", None, None),
+    ],
+)
+def test_bad_overrides_fail_with_the_key(override, error, match):
+    if error is None:
+        validate(_compose(overrides=[override]))
+        return
+    with pytest.raises(error) as info:
+        validate(_compose(overrides=[override]))
+    text = str(info.value) + str(info.value.__cause__ or "")
+    assert match.replace("\\", "") in text or __import__("re").search(match, text), text
+
+
+def test_bad_override_from_the_command_line_names_the_key(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "pet.alpha=-1", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "pet.alpha must be >= 0, got -1" in result.stderr
+    assert not (tmp_path / "teacher.ckpt").exists()  # refused before any work
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    from spikezip.lit.pipeline import train
+
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = _compose(overrides=["data=digits", "trainer=debug", "snn.feature_maps=true"])
+    summary = train(cfg, run_dir)
+    return run_dir, summary
+
+
+def test_train_end_to_end_writes_every_artifact(debug_run):
+    run_dir, summary = debug_run
+    for name in ["teacher.ckpt", "qann.ckpt", "snn.pt", "snn_eval.json", "equivalence.json",
+                 "acc_vs_timestep.csv", "acc_vs_timestep.png", "t_eq_hist.png", "energy.png",
+                 "feature_maps.csv", "feature_maps.png", "logs/pet/metrics.csv",
+                 "pet_snn/acc_vs_timestep.csv"]:  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    data = json.loads((run_dir / "snn_eval.json").read_text())
+    for key in ["qann_accuracy", "snn_accuracy", "t_eq_mean", "t_eq_max", "agreement", "energy"]:
+        assert key in data
+    assert len(data["snn_accuracy"]) == 8  # trainer=debug: snn.timesteps=8
+    assert data["agreement"] == 1.0 and data["snn_accuracy"][-1] == data["qann_accuracy"]
+    assert data["t_eq_max"] >= 8
+    energy = data["energy"]
+    assert len(energy["sop"]) == 8 and energy["ann_flops"] > 0 and energy["snn_joules"][-1] > 0
+    assert json.loads((run_dir / "equivalence.json").read_text())["equivalent"] is True
+    assert summary == data
+
+
+def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
+    run_dir, _ = debug_run
+    report = convert_file(run_dir / "qann.ckpt", tmp_path)
+    assert report["equivalent"] and (tmp_path / "snn.pt").is_file()
+    snn, qann, meta = load_snn(tmp_path / "snn.pt")
+    original, _, _ = load_snn(run_dir / "snn.pt")
+    x = torch.randn(4, *meta["input_shape"])
+    assert torch.equal(snn.simulate(x, 12), original.simulate(x, 12))
+    cfg = _compose("evaluate", [f"snn.path={tmp_path / 'snn.pt'}", "data=digits", "snn.timesteps=6",
+                                f"+out_dir={tmp_path / 'eval'}", "snn.dtype=float64"])  # fmt: skip
+    summary = evaluate_file(cfg)
+    assert len(summary["snn_accuracy"]) == 6 and summary["agreement"] == 1.0
+    assert (tmp_path / "eval" / "snn_eval.json").is_file()
+    with pytest.raises(ConfigError, match="takes inputs \\[1, 8, 8\\] but data=mnist5k"):
+        evaluate_file(_compose("evaluate", [f"snn.path={tmp_path / 'snn.pt'}", "data=mnist5k"]))
+
+
+def test_convert_refuses_a_non_equivalent_snn(debug_run, tmp_path, monkeypatch):
+    import spikezip.workflows as workflows
+
+    run_dir, _ = debug_run
+    real = workflows.to_snn
+
+    def broken(qann, encoding="even", release_steps=None):
+        snn = real(qann, encoding, release_steps)
+        for neuron in snn.neurons.values():
+            neuron.threshold *= 1.25  # a threshold that is not the Q-ReLU scale
+        return snn
+
+    monkeypatch.setattr(workflows, "to_snn", broken)
+    with pytest.raises(NotEquivalentError, match="not equivalent"):
+        convert_file(run_dir / "qann.ckpt", tmp_path)
+    assert not (tmp_path / "snn.pt").exists()  # nothing half-written as a result
+    assert json.loads((tmp_path / "equivalence.json").read_text())["equivalent"] is False
+
+
+def test_missing_or_corrupt_artifacts_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_qann(tmp_path / "nope.ckpt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_snn(bad)
+    torch.save({"format": "spikezip-qann/1"}, tmp_path / "q.ckpt")
+    with pytest.raises(CheckpointError, match="not a SpikeZIP SNN file"):
+        load_snn(tmp_path / "q.ckpt")
+
+
+def test_a_resumed_run_continues(tmp_path, caplog):
+    from spikezip.lit.pipeline import train
+
+    cfg = _compose(overrides=["data=digits", "trainer=debug", "pet.epochs=1"])
+    train(cfg, tmp_path)
+    teacher_mtime = (tmp_path / "teacher.ckpt").stat().st_mtime
+    first = torch.load(tmp_path / "checkpoints/pet/last.ckpt", weights_only=True)
+    assert first["epoch"] == 1 and first["global_step"] == 2
+    # Interrupted after PET's first epoch: the exported QANN and the SNN are not there yet.
+    for name in ("qann.ckpt", "snn.pt", "snn_eval.json"):
+        (tmp_path / name).unlink()
+    cfg = _compose(overrides=["data=digits", "trainer=debug", "pet.epochs=2"])
+    with caplog.at_level("INFO", logger="spikezip.lit.pipeline"):
+        train(cfg, tmp_path)
+    assert "teacher: using" in caplog.text and "PET: resuming from" in caplog.text
+    last = torch.load(tmp_path / "checkpoints/pet/last.ckpt", weights_only=True)
+    progress = last["loops"]["fit_loop"]["epoch_progress"]["total"]
+    assert last["epoch"] == 2 and last["global_step"] == 2 * 2 and progress["completed"] == 2
+    assert (tmp_path / "teacher.ckpt").stat().st_mtime == teacher_mtime  # not retrained
+    assert (tmp_path / "snn_eval.json").is_file()

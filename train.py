@@ -1,0 +1,26 @@
+"""Train: teacher -> paths-ensemble training -> exact SNN, evaluated at every time-step.
+
+python train.py                                  # MNIST-5k, small CNN, PET [8, 4, 2]
+python train.py model=vgg16 data=cifar100 pet.levels=[8,4,2] trainer=gpu
+python train.py -m sweep=alpha experiment=cifar100_resnet20
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from spikezip.config import register_configs
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from spikezip.lit.pipeline import train
+
+    summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    return summary["qann_accuracy"]
+
+
+if __name__ == "__main__":
+    main()
