@@ -201,3 +201,29 @@ def test_a_resumed_run_continues(tmp_path, caplog):
     assert last["epoch"] == 2 and last["global_step"] == 2 * 2 and progress["completed"] == 2
     assert (tmp_path / "teacher.ckpt").stat().st_mtime == teacher_mtime  # not retrained
     assert (tmp_path / "snn_eval.json").is_file()
+
+
+def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
+    from spikezip.lit.pipeline import train
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = _compose(overrides=["data=digits", "trainer=debug", "logger=wandb",
+                              "logger.wandb_mode=disabled"])  # fmt: skip
+    summary = train(cfg, tmp_path)
+    assert summary["agreement"] == 1.0
+    assert (tmp_path / "logs" / "pet" / "metrics.csv").is_file()  # CSV is always kept
+
+
+def test_multirun_sweep_runs_every_job(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "pet.levels=[4,2],[4]", "data=digits",
+         "trainer=debug", f"hydra.sweep.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in ("0", "1"):
+        assert json.loads((tmp_path / job / "snn_eval.json").read_text())["agreement"] == 1.0
+    assert "pet.levels=[4]" in (tmp_path / "1" / ".hydra" / "overrides.yaml").read_text().replace(
+        " ", ""
+    )
