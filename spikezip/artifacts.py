@@ -26,14 +26,23 @@ def _save(payload: dict, path: str | Path) -> Path:
     return atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
-def save_qann(qann: nn.Module, path: str | Path, arch: dict, levels: int, input_shape) -> Path:
-    """Store a QANN built as ``to_qann(build_model(**arch), levels)``."""
+def save_qann(
+    qann: nn.Module,
+    path: str | Path,
+    arch: dict,
+    levels: int,
+    input_shape,
+    data: dict | None = None,
+) -> Path:
+    """Store a QANN built as ``to_qann(build_model(**arch), levels)``; ``data`` (name,
+    root, seed) says what it was trained on, so ``convert.py`` can check it on real images."""
     return _save(
         {
             "format": QANN_FORMAT,
             "arch": arch,
             "levels": int(levels),
             "input_shape": list(input_shape),
+            "data": data,
             "state_dict": qann.state_dict(),
         },
         path,

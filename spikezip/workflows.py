@@ -35,16 +35,17 @@ def convert(
     sample: Tensor | None = None,
     max_timesteps: int = 1000,
 ) -> dict:
-    """Convert ``qann`` and prove it on ``sample`` (default: 16 seeded random inputs), in
-    float64. Writes ``equivalence.json`` always and ``snn.pt`` only if equivalent.
+    """Convert ``qann`` and prove it on ``sample`` in float64 (default: 16 validation images
+    of the dataset in ``metadata["data"]``, else 16 seeded random inputs). Writes
+    ``equivalence.json`` always and ``snn.pt`` only if equivalent.
 
     Raises:
         NotEquivalentError: the report says the SNN differs; the message says where.
     """
     out_dir = Path(out_dir)
+    inputs = "given"
     if sample is None:
-        gen = torch.Generator().manual_seed(0)
-        sample = torch.randn(16, *metadata["input_shape"], generator=gen)
+        sample, inputs = _sample_inputs(metadata)
     snn = to_snn(qann, encoding)
     # The proof runs on (a float64 copy of) the very SNN that is saved.
     report = check_equivalence(
@@ -53,7 +54,12 @@ def convert(
         sample.double(),
         max_timesteps,
     )
-    result = {"equivalent": report.equivalent, "encoding": encoding, **report.to_dict()}
+    result = {
+        "equivalent": report.equivalent,
+        "encoding": encoding,
+        "inputs": inputs,
+        **report.to_dict(),
+    }
     write_json(result, out_dir / "equivalence.json")
     if not report.equivalent:
         raise NotEquivalentError(
@@ -62,6 +68,22 @@ def convert(
         )
     save_snn(snn, qann, out_dir / "snn.pt", metadata)
     return result
+
+
+def _sample_inputs(metadata: dict, count: int = 16) -> tuple[Tensor, str]:
+    """Validation images of the QANN's dataset if they can be loaded, else random inputs."""
+    from spikezip.data import DatasetNotFoundError, build_datasets
+
+    data = metadata.get("data")
+    if data:
+        try:
+            _, val, _ = build_datasets(data["name"], data["root"], False, False, data["seed"])
+            images = [val[i][0] for i in range(min(count, len(val)))]
+            return torch.stack(images), f"{data['name']} validation images"
+        except DatasetNotFoundError:
+            pass  # e.g. converting on a machine without the dataset: random inputs below
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(count, *metadata["input_shape"], generator=gen), "random normal"
 
 
 def convert_file(qann_path: str | Path, out_dir: str | Path | None = None, **kwargs) -> dict:

@@ -137,6 +137,7 @@ def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
     run_dir, _ = debug_run
     report = convert_file(run_dir / "qann.ckpt", tmp_path)
     assert report["equivalent"] and (tmp_path / "snn.pt").is_file()
+    assert report["inputs"] == "digits validation images"
     snn, qann, meta = load_snn(tmp_path / "snn.pt")
     original, _, _ = load_snn(run_dir / "snn.pt")
     x = torch.randn(4, *meta["input_shape"])

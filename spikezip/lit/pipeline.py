@@ -187,7 +187,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             teacher = obtain_teacher(cfg, arch, train_loader, val_loader, run_dir, wandb)
             module = run_pet(cfg, arch, teacher, train_loader, val_loader, run_dir, wandb)
             qann = module.export_qann().cpu()
-            save_qann(qann, qann_path, arch, cfg.pet.levels[0], input_shape)
+            data = {"name": cfg.data.name, "root": cfg.data.root, "seed": cfg.data.seed}
+            save_qann(qann, qann_path, arch, cfg.pet.levels[0], input_shape, data)
             qann, metadata = load_qann(qann_path)
         sample = next(iter(val_loader))[0][:16]
         convert(qann, metadata, run_dir, cfg.snn.encoding, sample, 10 * cfg.snn.max_timesteps)
