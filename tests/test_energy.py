@@ -29,6 +29,32 @@ def test_fanout_through_pooling_to_a_linear_layer():
     assert macs == 32 * 3
 
 
+class _Functional(nn.Module):
+    def __init__(self, pool: str):
+        super().__init__()
+        self.conv, self.act, self.fc, self.pool = (
+            nn.Conv2d(1, 2, 3, padding=1),
+            QReLU(2, 0.5),
+            nn.Linear(2, 3),
+            pool,
+        )
+
+    def forward(self, x):
+        h = self.act(self.conv(x)) * 0.5  # scaling by a constant keeps one event per value
+        if self.pool == "mean":
+            h = h.mean((2, 3))
+        else:
+            h = torch.nn.functional.avg_pool2d(h, 4).flatten(1)
+        return self.fc(h)
+
+
+@pytest.mark.parametrize("pool", ["mean", "avg_pool2d"])
+def test_fanout_through_functional_pooling_and_scaling(pool):
+    snn = to_snn(_Functional(pool).double().eval()).double()
+    counts, _ = fanout(snn, (1, 4, 4), "act")
+    assert torch.equal(counts, torch.full((2, 4, 4), 3.0, dtype=counts.dtype))
+
+
 def test_fanout_of_the_input_counts_conv_macs():
     snn = to_snn(_net()).double()
     counts, macs = fanout(snn, (1, 4, 4), INPUT)
@@ -42,10 +68,12 @@ def test_fanout_follows_both_branches_of_a_residual():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     snn = to_snn(realistic_qann(resnet20(width=0.25, rcr=True), 4, x)).double()
-    # The block output (identity branch) feeds the next block's conv1 (3x3, 4 ch) and its
-    # identity shortcut, which feeds the next conv1 and so on: fan-out > one conv's.
+    # With RCR the neuron's output joins the identity path: it feeds the next block's conv1
+    # (3x3, 4 channels) and, through that block's shortcut, the conv1 after it too.
     counts, _ = fanout(snn, (3, 32, 32), "layer1.0.relu2")
-    assert counts[:, 5, 5].min() >= 9 * 4
+    assert counts[:, 5, 5].min() >= 2 * 9 * 4
+    last, _ = fanout(snn, (3, 32, 32), "layer1.2.relu1")  # inside a block: only its conv2
+    assert last[:, 5, 5].max() == 9 * 4
 
 
 def test_energy_counts_every_spike_of_either_sign():

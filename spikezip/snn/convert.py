@@ -4,6 +4,8 @@ every affine operator stepped with its bias released evenly over ``T_off = n`` s
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
@@ -87,6 +89,18 @@ def _fuse_batchnorm(gm: fx.GraphModule) -> None:
 def _convert_module(name: str, module: nn.Module) -> nn.Module | None:
     """The spiking counterpart of one called module, or None to keep it unchanged."""
     if isinstance(module, QReLU):
+        scale = float(module.scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise UnsupportedLayerError(
+                f"QReLU at '{name}' has scale {scale}: a neuron threshold must be positive "
+                "and finite. Retrain, or set the scale, before converting."
+            )
+        if not bool(module.initialized):
+            warnings.warn(
+                f"QReLU at '{name}' was never trained or initialised (scale {scale}); the SNN "
+                "is exact, but for a network nobody trained.",
+                stacklevel=4,
+            )
         return STBIF(module.scale.detach(), module.levels)
     if isinstance(module, _WEIGHTED):
         return SpikingAffine(module)
@@ -120,8 +134,10 @@ def _convert_module(name: str, module: nn.Module) -> nn.Module | None:
 def _check_function(node: fx.Node) -> None:
     """Refuse any function / method that is not linear in its tensor inputs."""
     name = op_name(node)
-    tensors = [a for a in node.args if isinstance(a, fx.Node)]
-    constants = [a for a in node.args if not isinstance(a, (fx.Node, type(None)))]
+    # alpha (torch.add's multiplier) scales a tensor; every other operand must be a tensor.
+    operands = [*node.args, *(v for k, v in node.kwargs.items() if k != "alpha")]
+    tensors = [a for a in operands if isinstance(a, fx.Node)]
+    constants = [a for a in operands if not isinstance(a, (fx.Node, type(None)))]
     if name in _ADD_OPS and constants:
         raise UnsupportedLayerError(
             f"{describe(node)} adds a constant: a bias outside a conv/linear layer, which "

@@ -91,16 +91,48 @@ class _FanoutInterpreter(fx.Interpreter):
             return out * counts.to(out)
         return super().call_module(target, args, kwargs)
 
+    def _call(self, name: str, args, kwargs, run):
+        """Functional versions of the linear maps: sums instead of means, signs dropped."""
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if name in ("mul", "imul", "truediv", "itruediv", "div", "neg"):
+            return tensors[0]  # scaling by a constant: one value in, one value out
+        if name in ("sub", "isub"):
+            return torch.add(tensors[0], tensors[1]) if len(tensors) == 2 else tensors[0]
+        if name == "mean":
+            return torch.sum(*args, **kwargs)
+        if name in ("avg_pool2d", "avg_pool3d"):  # the 7th argument is divisor_override
+            return run(*args[:6], **{**kwargs, "divisor_override": 1})
+        if name == "avg_pool1d":  # no divisor_override: average over the padded window x k
+            names = ("kernel_size", "stride", "padding", "ceil_mode")
+            params = dict(zip(names, args[1:5], strict=False))  # the positional ones given
+            params.update({k: v for k, v in kwargs.items() if k != "count_include_pad"})
+            kernel = params["kernel_size"]
+            kernel = kernel[0] if isinstance(kernel, (tuple, list)) else kernel
+            return run(args[0], **params, count_include_pad=True) * kernel
+        if name.startswith("adaptive_avg_pool"):
+            out = run(*args, **kwargs)
+            counts = _adaptive_window_counts(list(args[0].shape[2:]), list(out.shape[2:]))
+            return out * counts.to(out)
+        return run(*args, **kwargs)
+
+    def call_function(self, target, args, kwargs):
+        name = getattr(target, "__name__", str(target))
+        return self._call(name, args, kwargs, lambda *a, **k: target(*a, **k))
+
+    def call_method(self, target, args, kwargs):
+        if target == "mean":
+            return args[0].sum(*args[1:], **kwargs)
+        return self._call(target, args, kwargs, lambda s, *a, **k: getattr(s, target)(*a, **k))
+
 
 def fanout(snn: SpikingNetwork, input_shape: tuple[int, ...], source: str) -> tuple[Tensor, float]:
     """``(fanout [*one sample's shape], total)`` of ``source``: a neuron layer's name, or
     :data:`INPUT` for the analog input; ``total`` is the sum of the fan-outs, i.e. the
     multiply-accumulates if every element is non-zero (for the input: the first layers'
     MACs). ``input_shape`` is one sample's shape."""
-    dtype = snn.dtype
     interpreter = _FanoutInterpreter(snn.graph, source)
     with torch.enable_grad():
-        interpreter.run(torch.zeros(1, *input_shape, dtype=dtype))
+        interpreter.run(torch.zeros(1, *input_shape, dtype=snn.dtype, device=snn.device))
         if interpreter.z is None:
             raise KeyError(f"no neuron layer named {source!r}")
         if interpreter.macs.requires_grad:

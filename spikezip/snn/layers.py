@@ -39,8 +39,9 @@ class SpikingAffine(ReleasedBias):
 
     def __init__(self, layer: nn.Module):
         layer = copy.deepcopy(layer)
-        bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0])
-        super().__init__(bias.to(layer.weight.dtype))
+        weight = layer.weight
+        bias = layer.bias if layer.bias is not None else weight.new_zeros(weight.shape[0])
+        super().__init__(bias)
         layer.bias = None
         self.layer = layer
 

@@ -86,6 +86,11 @@ class SpikingNetwork(nn.Module):
         return ref
 
     @property
+    def device(self) -> torch.device:
+        ref = self._reference()
+        return ref.device if ref is not None else torch.device("cpu")
+
+    @property
     def dtype(self) -> torch.dtype:
         """The floating dtype the SNN computes in (inputs must match)."""
         ref = self._reference()
