@@ -51,7 +51,7 @@ def main() -> None:
     teacher = TeacherModule(ARCH, optimizer={"lr": 0.05})
     trainer = _trainer(args.teacher_epochs)
     trainer.fit(teacher, train_loader, test_loader)
-    summary = {"teacher_accuracy": float(trainer.callback_metrics["val/acc"])}
+    summary = {"teacher_accuracy": float(trainer.callback_metrics["teacher/val/acc"])}
 
     for name, levels in (("pet", [8, 4, 2]), ("qat", [8])):
         pl.seed_everything(args.seed, verbose=False)

@@ -10,16 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from spikezip.data.datasets import DATASETS, DatasetInfo
+from spikezip.models import MODELS
 from spikezip.optim import OPTIMIZERS, SCHEDULES
 from spikezip.pet import LABELS, SHARING
+from spikezip.snn.convert import ENCODINGS
 
-ENCODINGS = ("even", "once")
 TEACHER_SOURCES = ("scratch", "checkpoint", "pretrained")
 WANDB_MODES = ("offline", "online", "disabled")
-MODEL_NAMES = ("small", "vgg16", "resnet20", "resnet18", "resnet34")
+RESNETS = ("resnet20", "resnet18", "resnet34")
 
 
 @dataclass
@@ -175,14 +176,19 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _choice("data.name", cfg.data.name, DATASETS)
     _positive("data.batch_size", cfg.data.batch_size)
     _positive("data.eval_batch_size", cfg.data.eval_batch_size)
-    _choice("model.name", cfg.model.name, MODEL_NAMES)
+    _choice("model.name", cfg.model.name, tuple(MODELS))
     _positive("model.width", cfg.model.width)
+    if cfg.model.rcr and cfg.model.name not in RESNETS:
+        raise ConfigError(
+            f"model.rcr=true re-routes residual connections; model.name={cfg.model.name} has "
+            f"none (use one of {list(RESNETS)})"
+        )
     if cfg.model.variant is not None:
         _choice("model.variant", cfg.model.variant, ("imagenet", "cifar"))
     _choice("teacher.source", cfg.teacher.source, TEACHER_SOURCES)
     if cfg.teacher.source == "checkpoint" and not cfg.teacher.checkpoint:
         raise ConfigError("teacher.source=checkpoint needs teacher.checkpoint=PATH")
-    _positive("teacher.epochs", cfg.teacher.epochs, allow_zero=True)
+    _positive("teacher.epochs", cfg.teacher.epochs, allow_zero=cfg.teacher.source != "scratch")
     _optimizer("teacher.optimizer", cfg.teacher.optimizer)
     levels = list(cfg.pet.levels)
     if not levels or any(n < 1 for n in levels):
@@ -206,6 +212,32 @@ def validate(cfg: DictConfig | TrainConfig) -> None:
     _choice("logger.wandb_mode", cfg.logger.wandb_mode, WANDB_MODES)
 
 
+# What a run directory's artifacts depend on: a rerun in the same directory (to resume)
+# must not change these. Epochs, learning rates and batch sizes may change.
+IDENTITY_KEYS = (
+    "seed", "data.name", "data.seed", "model", "teacher.source", "teacher.checkpoint",
+    "pet.levels", "pet.alpha", "pet.sub_label", "pet.main_label", "pet.temperature",
+    "pet.scale_sharing", "pet.bn_sharing",
+)  # fmt: skip
+
+
+def run_identity(cfg) -> dict:
+    """The values of :data:`IDENTITY_KEYS` in ``cfg``, as plain data."""
+    return {key: to_plain(OmegaConf.select(cfg, key)) for key in IDENTITY_KEYS}
+
+
+def check_same_run(saved: dict, cfg) -> None:
+    """Refuse to continue a run directory with settings that would change its artifacts."""
+    current = run_identity(cfg)
+    changed = [k for k in IDENTITY_KEYS if saved.get(k) != current[k]]
+    if changed:
+        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise ConfigError(
+            f"this run directory was made with other settings ({diffs}). Resume with the "
+            "same settings, or start a new run directory."
+        )
+
+
 def model_arch(model: ModelConfig | DictConfig, info: DatasetInfo) -> dict:
     """Keyword arguments of :func:`spikezip.models.build_model` for this model and data."""
     arch: dict = {"name": model.name, "num_classes": info.num_classes}
@@ -220,9 +252,11 @@ def model_arch(model: ModelConfig | DictConfig, info: DatasetInfo) -> dict:
     return arch
 
 
-def to_plain(cfg) -> dict:
-    """A plain ``dict`` (for checkpoints loadable with ``weights_only=True`` and JSON)."""
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+def to_plain(cfg):
+    """Plain ``dict`` / ``list`` (for checkpoints loadable with ``weights_only=True``, JSON)."""
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
 
 
 def register_configs() -> None:

@@ -40,28 +40,15 @@ def write_accuracy_curve(
             writer.writerow(["timestep", "accuracy"])
             writer.writerows((t, f"{acc:.6f}") for t, acc in enumerate(accuracy, 1))
 
-    def write_png(tmp: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    def draw(ax) -> None:
         steps = range(1, len(accuracy) + 1)
         ax.plot(steps, [100 * a for a in accuracy], marker="o", ms=3, label="SNN")
         if qann_accuracy is not None:
             ax.axhline(100 * qann_accuracy, color="gray", ls="--", label="QANN")
         ax.set(xlabel="time-step T", ylabel="accuracy (%)", title=title, ylim=(0, 100))
-        ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-        fig.tight_layout()
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
 
-    return (
-        atomic_write(out_dir / f"{stem}.csv", write_csv),
-        atomic_write(out_dir / f"{stem}.png", write_png),
-    )
+    return atomic_write(out_dir / f"{stem}.csv", write_csv), _figure(draw, out_dir / f"{stem}.png")
 
 
 def _figure(write_axes, path: Path) -> Path:

@@ -23,6 +23,16 @@ from spikezip.snn.energy import EnergyMeter, FeatureMapMeter, ann_flops
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def resolve_device(accelerator: str) -> torch.device:
+    """Where to simulate for a trainer ``accelerator``: CUDA for gpu / cuda / auto when
+    present; an explicit gpu request without CUDA is an error, not a silent CPU run."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator in ("gpu", "cuda"):
+        raise RuntimeError(f"trainer.accelerator={accelerator} but CUDA is not available")
+    return torch.device("cpu")
+
+
 class NotEquivalentError(RuntimeError):
     """The converted SNN does not reproduce its QANN; no SNN file was written."""
 
@@ -124,15 +134,14 @@ def evaluate(
     result = evaluate_snn(
         snn, qann, batches, timesteps, max_timesteps, limit_batches, device, progress, observers
     )
-    settled = result.t_eq[result.t_eq >= 0]
     summary = {
         "qann_accuracy": result.qann_accuracy,
         "snn_accuracy": result.snn_accuracy,
-        "t_eq_mean": result.t_eq_mean,
+        "t_eq_mean": result.t_eq_mean if len(result.settled) else None,  # JSON has no NaN
         "t_eq_max": result.t_eq_max,
         "agreement": result.agreement,
         "samples": result.samples,
-        "settled": int(len(settled)),
+        "settled": int(len(result.settled)),
         "timesteps": timesteps,
         "encoding": snn.encoding,
         "dtype": dtype,
@@ -155,9 +164,11 @@ def evaluate_file(cfg) -> dict:
     from spikezip.artifacts import load_snn
     from spikezip.config import ConfigError, _choice, _positive
     from spikezip.data import DATASETS, build_datasets
+    from spikezip.snn.convert import ENCODINGS
 
     _choice("data.name", cfg.data.name, DATASETS)
     _choice("snn.dtype", cfg.snn.dtype, tuple(DTYPES))
+    _choice("snn.encoding", cfg.snn.encoding, ENCODINGS)
     _positive("snn.timesteps", cfg.snn.timesteps)
     _positive("snn.max_timesteps", cfg.snn.max_timesteps)
     _positive("snn.eval_batches", cfg.snn.eval_batches, allow_none=True)
@@ -171,10 +182,11 @@ def evaluate_file(cfg) -> dict:
             f"{shape}: pass the dataset it was trained on"
         )
     out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
-    gpu = cfg.trainer.accelerator == "gpu" and torch.cuda.is_available()
+    if cfg.snn.encoding != snn.encoding:  # the same QANN, released the other way: exact too
+        snn = to_snn(qann, cfg.snn.encoding)
     return evaluate(
         snn, qann, metadata, DataLoader(val, d.eval_batch_size), out_dir,
         cfg.snn.timesteps, cfg.snn.max_timesteps, cfg.snn.eval_batches,
         cfg.snn.energy.joules_per_sop, cfg.snn.energy.joules_per_flop, cfg.snn.feature_maps,
-        cfg.snn.dtype, "cuda" if gpu else "cpu", cfg.trainer.enable_progress_bar,
+        cfg.snn.dtype, resolve_device(cfg.trainer.accelerator), cfg.trainer.enable_progress_bar,
     )  # fmt: skip

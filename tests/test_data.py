@@ -102,6 +102,15 @@ def test_imagenet_folder(tmp_path):
     assert x.shape == (3, 224, 224) and y == 2
 
 
+def test_imagenet_splits_with_different_classes_are_refused(tmp_path):
+    for split, classes in (("train", ("a", "b", "c")), ("val", ("a", "c"))):
+        for cls in classes:
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / split / cls / "x.png")
+    with pytest.raises(DatasetNotFoundError, match=r"different class folders \(e.g. \['b'\]\)"):
+        build_datasets("imagenet", root=tmp_path)
+
+
 def test_missing_imagenet_says_where(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"split 'train' not found.*ImageFolder"):
         build_datasets("imagenet", root=tmp_path / "nowhere")

@@ -39,9 +39,25 @@ def _options(group):
     ],
 )
 def test_every_config_option_composes_and_validates(override):
-    extra = ["teacher.checkpoint=x.ckpt"] if override == "teacher=checkpoint" else []
+    extra = {
+        "teacher=checkpoint": ["teacher.checkpoint=x.ckpt"],
+        "experiment=spikezip_r": ["model=resnet20"],  # re-routing needs a ResNet
+        "experiment=spikezip_pr": ["model=resnet20"],
+    }.get(override, [])
     cfg = _compose(overrides=[override, *extra])
     validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["experiment=spikezip_r"], "model.rcr=true re-routes residual connections"),
+        (["teacher.epochs=0"], "teacher.epochs must be > 0"),
+    ],
+)
+def test_settings_that_would_be_silently_ignored_are_refused(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(_compose(overrides=overrides))
 
 
 @pytest.mark.parametrize("sweep", _options("sweep"))
@@ -197,6 +213,9 @@ def test_a_resumed_run_continues(tmp_path, caplog):
     with caplog.at_level("INFO", logger="spikezip.lit.pipeline"):
         train(cfg, tmp_path)
     assert "teacher: using" in caplog.text and "PET: resuming from" in caplog.text
+    changed = _compose(overrides=["data=digits", "trainer=debug", "pet.levels=[4]"])
+    with pytest.raises(ConfigError, match=r"other settings \(pet.levels: \[8, 4, 2\] -> \[4\]\)"):
+        train(changed, tmp_path)
     last = torch.load(tmp_path / "checkpoints/pet/last.ckpt", weights_only=True)
     progress = last["loops"]["fit_loop"]["epoch_progress"]["total"]
     assert last["epoch"] == 2 and last["global_step"] == 2 * 2 and progress["completed"] == 2
@@ -205,13 +224,32 @@ def test_a_resumed_run_continues(tmp_path, caplog):
 
 
 def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
-    from spikezip.lit.pipeline import train
+    import spikezip.lit.pipeline as pipeline
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    cfg = _compose(overrides=["data=digits", "trainer=debug", "logger=wandb",
-                              "logger.wandb_mode=disabled"])  # fmt: skip
-    summary = train(cfg, tmp_path)
-    assert summary["agreement"] == 1.0
+    made, finished, logged = [], [], []
+
+    class Recording(pipeline.WandbLogger):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            made.append(kwargs)
+
+        def log_metrics(self, metrics, step=None):
+            logged.append(dict(metrics))
+            super().log_metrics(metrics, step)
+
+    run_type = type(pipeline.WandbLogger(mode="disabled").experiment)
+    real_finish = run_type.finish
+    monkeypatch.setattr(
+        run_type, "finish", lambda self, *a, **k: (finished.append(1), real_finish(self, *a, **k))
+    )
+    monkeypatch.setattr(pipeline, "WandbLogger", Recording)
+    cfg = _compose(overrides=["data=digits", "trainer=debug", "logger=wandb"])
+    pipeline.train(cfg, tmp_path)
+    assert len(made) == 1 and made[0]["mode"] == "offline"  # offline unless told otherwise
+    assert finished == [1]  # closed at the end of the job: the next job gets its own run
+    keys = set().union(*logged)
+    assert {"teacher/val/acc", "val/acc_l8", "snn/acc_t001", "final/agreement"} <= keys
     assert (tmp_path / "logs" / "pet" / "metrics.csv").is_file()  # CSV is always kept
 
 

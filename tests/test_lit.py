@@ -87,7 +87,9 @@ def test_teacher_module_trains(tmp_path):
     trainer = _trainer(tmp_path, fast_dev_run=True)
     before = module.model.features[0].weight.clone()
     trainer.fit(module, _loader(), _loader(seed=1))
-    assert {"train/loss", "train/acc", "val/acc"} <= set(trainer.callback_metrics)
+    assert {"teacher/train/loss", "teacher/train/acc", "teacher/val/acc"} <= set(
+        trainer.callback_metrics
+    )
     assert not torch.equal(before, module.model.features[0].weight)
 
 

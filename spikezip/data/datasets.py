@@ -96,9 +96,15 @@ def _imagenet(root: Path, image_size: int) -> tuple[Dataset, Dataset]:
     )
     resize = round(image_size * 256 / 224)
     val_tf = T.Compose([T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), normalize])
-    return datasets.ImageFolder(root / "train", train_tf), datasets.ImageFolder(
-        root / "val", val_tf
-    )
+    train = datasets.ImageFolder(root / "train", train_tf)
+    val = datasets.ImageFolder(root / "val", val_tf)
+    if train.classes != val.classes:  # ImageFolder numbers the classes of each split itself
+        differ = sorted(set(train.classes) ^ set(val.classes))[:5]
+        raise DatasetNotFoundError(
+            f"ImageNet under {root.resolve()}: train/ and val/ hold different class folders "
+            f"(e.g. {differ}), so their labels would not match"
+        )
+    return train, val
 
 
 def build_datasets(

@@ -126,13 +126,17 @@ class PETModule(pl.LightningModule):
         result = backward_paths(
             self.pet, self.loss, x, y, self.teacher_logits(x), self.manual_backward
         )
-        if self.optim.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip)
-        optimizer.step()
+        optimizer.step()  # clips in on_before_optimizer_step, after any AMP unscaling
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
         self._log_paths("train", y, result)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Called inside optimizer.step(), after mixed precision unscaled the gradients:
+        # clipping earlier would clip the scaled ones.
+        if self.optim.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch

@@ -7,6 +7,7 @@ the same run directory (``hydra.run.dir=...``) continues an interrupted run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,14 +21,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from spikezip.artifacts import load_qann, load_snn, save_qann
-from spikezip.config import ConfigError, model_arch, to_plain, validate
+from spikezip.config import (
+    ConfigError,
+    check_same_run,
+    model_arch,
+    run_identity,
+    to_plain,
+    validate,
+)
 from spikezip.data import build_datasets
 from spikezip.lit.callbacks import SNNConversionCallback
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
 from spikezip.models import build_model
 from spikezip.pet.checkpoint import CheckpointError, load_checkpoint
-from spikezip.workflows import convert, evaluate
+from spikezip.plots import write_json
+from spikezip.workflows import convert, evaluate, resolve_device
 
 log = logging.getLogger(__name__)
 PRETRAINED = ("resnet18", "resnet34", "vgg16")
@@ -170,6 +179,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         _route_lightning_logs()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    identity = run_dir / "run_identity.json"
+    if identity.exists():  # a rerun: resume only what these settings would produce
+        check_same_run(json.loads(identity.read_text()), cfg)
+    else:
+        write_json(run_identity(cfg), identity)
     pl.seed_everything(cfg.seed, workers=True)
     train_loader, val_loader, input_shape, arch = _loaders(cfg)
     wandb = None
@@ -193,12 +207,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         sample = next(iter(val_loader))[0][:16]
         convert(qann, metadata, run_dir, cfg.snn.encoding, sample, 10 * cfg.snn.max_timesteps)
         snn, qann, metadata = load_snn(run_dir / "snn.pt")
-        device = "cuda" if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else "cpu"
         summary = evaluate(
             snn, qann, metadata, val_loader, run_dir,
             cfg.snn.timesteps, cfg.snn.max_timesteps, cfg.snn.eval_batches,
             cfg.snn.energy.joules_per_sop, cfg.snn.energy.joules_per_flop,
-            cfg.snn.feature_maps, "float32", device, cfg.trainer.enable_progress_bar,
+            cfg.snn.feature_maps, "float32", resolve_device(cfg.trainer.accelerator),
+            cfg.trainer.enable_progress_bar,
         )  # fmt: skip
         if wandb is not None:
             wandb.log_metrics(

@@ -12,18 +12,19 @@ from spikezip.optim import OptimizerConfig, configure
 
 
 class TeacherModule(pl.LightningModule):
-    """Cross-entropy training of ``build_model(**arch)``; logs ``train|val/loss`` and ``/acc``.
+    """Cross-entropy training of ``build_model(**arch)``; logs ``teacher/train/loss``,
+    ``teacher/val/acc`` and so on (prefixed, so they never mix with PET's curves when one
+    logger follows both stages).
 
     Args:
         arch: ``{"name": "small", "num_classes": 10, ...}``, the keyword arguments of
             :func:`spikezip.models.build_model`.
-        model: an already built ANN to train instead (e.g. torchvision-pretrained).
     """
 
-    def __init__(self, arch: dict, optimizer: dict | None = None, model: nn.Module | None = None):
+    def __init__(self, arch: dict, optimizer: dict | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
-        self.model = model if model is not None else build_model(**arch)
+        self.save_hyperparameters()
+        self.model = build_model(**arch)
         self.optim = OptimizerConfig.of(optimizer)
         self.accuracy = nn.ModuleDict({f"{stage}_acc": MeanMetric() for stage in ("train", "val")})
 
@@ -35,14 +36,9 @@ class TeacherModule(pl.LightningModule):
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
         self.accuracy[f"{stage}_acc"].update((logits.argmax(-1) == y).float())
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", on_epoch=True, on_step=False)
-        self.log(
-            f"{stage}/acc",
-            self.accuracy[f"{stage}_acc"],
-            prog_bar=True,
-            on_epoch=True,
-            on_step=False,
-        )
+        log = {"on_epoch": True, "on_step": False}
+        self.log(f"teacher/{stage}/loss", loss, prog_bar=stage == "train", **log)
+        self.log(f"teacher/{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True, **log)
         return loss
 
     def training_step(self, batch, batch_idx):

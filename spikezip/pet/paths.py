@@ -16,11 +16,10 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize
+from spikezip.quant.qrelu import QReLU, check_levels, lsq_init_scale, lsq_quantize
 from spikezip.tracing import set_submodule
 
 SHARING = ("share", "identical", "independent")
-_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 class PathSelector:
@@ -163,10 +162,9 @@ class PETModel(nn.Module):
 
 def _check_levels(levels: Sequence[int]) -> list[int]:
     levels = list(levels)
-    bad = [n for n in levels if isinstance(n, bool) or not isinstance(n, int) or n < 1]
-    if not levels or bad:
-        raise ValueError(f"levels must be a non-empty list of positive integers, got {levels!r}")
-    return levels
+    if not levels:
+        raise ValueError("levels must be a non-empty list: the major path's n first")
+    return [check_levels(n) for n in levels]
 
 
 def _check_sharing(name: str, value: str) -> str:
@@ -204,6 +202,6 @@ def to_pet(
         if isinstance(module, QReLU):
             scale = module.scale.item() if bool(module.initialized) else None
             set_submodule(net, name, PathQReLU(levels, scale_sharing, selector, scale))
-        elif isinstance(module, _BATCHNORM):
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             set_submodule(net, name, PathBatchNorm(module, len(levels), bn_sharing, selector))
     return PETModel(net, levels, selector)

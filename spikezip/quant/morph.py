@@ -7,7 +7,7 @@ import warnings
 
 from torch import nn
 
-from spikezip.quant.qrelu import QReLU
+from spikezip.quant.qrelu import QReLU, check_levels
 from spikezip.tracing import (
     UnsupportedLayerError,
     describe,
@@ -31,12 +31,6 @@ _ADAPTIVE_AVG_POOL = {
     nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d,
 }
-
-
-def _check_levels(levels: int) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"levels must be a positive integer (the paper's n), got {levels!r}")
-    return levels
 
 
 def _morph_module(name: str, module: nn.Module, levels: int, scale: float | None):
@@ -115,7 +109,7 @@ def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Mod
     Raises:
         UnsupportedLayerError: an activation that cannot be made exact, named by its path.
     """
-    levels = _check_levels(levels)
+    levels = check_levels(levels)
     qann = copy.deepcopy(model)
     _check_graph(qann)
     for name, module in list(qann.named_modules()):

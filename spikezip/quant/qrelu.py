@@ -8,6 +8,13 @@ import torch
 from torch import Tensor, nn
 
 
+def check_levels(levels) -> int:
+    """``levels`` (the paper's n) as a positive int, or a ValueError that shows the value."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be a positive integer (the paper's n), got {levels!r}")
+    return levels
+
+
 def quantize(x: Tensor, scale: Tensor | float, levels: int) -> Tensor:
     """Integer level of each input: ``clip(floor(x / s + 0.5), 0, n)``.
 
@@ -85,8 +92,7 @@ class QReLU(nn.Module):
 
     def __init__(self, levels: int, scale: float | None = None):
         super().__init__()
-        if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
-            raise ValueError(f"QReLU levels must be a positive integer, got {levels!r}")
+        check_levels(levels)
         if scale is not None and not scale > 0:
             raise ValueError(f"QReLU scale must be positive, got {scale!r}")
         self.levels = levels
