@@ -89,7 +89,7 @@ def _fuse_batchnorm(gm: fx.GraphModule) -> None:
 def _convert_module(name: str, module: nn.Module) -> nn.Module | None:
     """The spiking counterpart of one called module, or None to keep it unchanged."""
     if isinstance(module, QReLU):
-        scale = float(module.scale)
+        scale = float(module.scale.detach())
         if not (math.isfinite(scale) and scale > 0):
             raise UnsupportedLayerError(
                 f"QReLU at '{name}' has scale {scale}: a neuron threshold must be positive "
