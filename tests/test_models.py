@@ -70,3 +70,32 @@ def test_bad_arguments():
         vgg16(variant="mnist")
     with pytest.raises(ValueError, match="divisible by 4"):
         small_cnn(image_size=30)
+
+
+def test_pretrained_loads_torchvision_weights(monkeypatch):
+    from torchvision.models._api import WeightsEnum
+
+    reference = torchvision.models.resnet18()
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, **kw: reference.state_dict())
+    model = resnet18(pretrained=True)
+    torch.testing.assert_close(model.fc.weight, reference.fc.weight)
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch):
+    from urllib.error import URLError
+
+    from torchvision.models._api import WeightsEnum
+
+    def offline(self, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match=r"could not fetch torchvision's resnet34 weights"):
+        resnet34(pretrained=True)
+    with pytest.raises(RuntimeError, match="num_classes=1000 and width=1.0"):
+        monkeypatch.setattr(
+            WeightsEnum,
+            "get_state_dict",
+            lambda self, **kw: torchvision.models.vgg16_bn().state_dict(),
+        )
+        vgg16(num_classes=10, pretrained=True)
