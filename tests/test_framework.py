@@ -221,6 +221,8 @@ def test_a_resumed_run_continues(tmp_path, caplog):
     assert last["epoch"] == 2 and last["global_step"] == 2 * 2 and progress["completed"] == 2
     assert (tmp_path / "teacher.ckpt").stat().st_mtime == teacher_mtime  # not retrained
     assert (tmp_path / "snn_eval.json").is_file()
+    assert (tmp_path / "logs/pet/metrics.csv").is_file()  # the first attempt's log is kept
+    assert (tmp_path / "logs/pet-2/metrics.csv").is_file()
 
 
 def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
@@ -238,15 +240,18 @@ def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
             logged.append(dict(metrics))
             super().log_metrics(metrics, step)
 
-    run_type = type(pipeline.WandbLogger(mode="disabled").experiment)
+    probe = pipeline.WandbLogger(mode="disabled").experiment
+    run_type = type(probe)
+    probe.finish()  # else the pipeline's logger would reuse this run
     real_finish = run_type.finish
     monkeypatch.setattr(
         run_type, "finish", lambda self, *a, **k: (finished.append(1), real_finish(self, *a, **k))
     )
     monkeypatch.setattr(pipeline, "WandbLogger", Recording)
     cfg = _compose(overrides=["data=digits", "trainer=debug", "logger=wandb"])
+    assert cfg.logger.wandb_mode == "offline"  # offline unless the user says online
     pipeline.train(cfg, tmp_path)
-    assert len(made) == 1 and made[0]["mode"] == "offline"  # offline unless told otherwise
+    assert len(made) == 1 and made[0]["mode"] == "disabled"  # WANDB_MODE wins over the config
     assert finished == [1]  # closed at the end of the job: the next job gets its own run
     keys = set().union(*logged)
     assert {"teacher/val/acc", "val/acc_l8", "snn/acc_t001", "final/agreement"} <= keys

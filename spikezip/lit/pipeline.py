@@ -55,7 +55,13 @@ def _loaders(cfg) -> tuple[DataLoader, DataLoader, tuple[int, ...], dict]:
 def _loggers(cfg, run_dir: Path, stage: str, wandb: WandbLogger | None) -> list:
     loggers: list = []
     if cfg.logger.csv:
-        loggers.append(CSVLogger(run_dir, name="logs", version=stage))
+        # A resumed stage logs next to the first attempt (logs/pet-2, ...): Lightning's
+        # CSVLogger would otherwise delete the earlier epochs' metrics.
+        version, attempt = stage, 1
+        while (run_dir / "logs" / version).exists():
+            attempt += 1
+            version = f"{stage}-{attempt}"
+        loggers.append(CSVLogger(run_dir, name="logs", version=version))
     if wandb is not None:
         loggers.append(wandb)
     return loggers
@@ -190,7 +196,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if cfg.logger.wandb:
         wandb = WandbLogger(
             project=cfg.logger.project, name=f"{cfg.name}-{run_dir.name}", save_dir=run_dir,
-            mode=cfg.logger.wandb_mode, config=to_plain(cfg),
+            mode=os.environ.get("WANDB_MODE") or cfg.logger.wandb_mode,  # the env var wins
+            config=to_plain(cfg),
         )  # fmt: skip
     try:
         qann_path = run_dir / "qann.ckpt"
