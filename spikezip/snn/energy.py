@@ -180,18 +180,20 @@ class EnergyMeter:
     def begin_batch(self, qann: nn.Module, x: Tensor) -> None:
         self.samples += len(x)
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
+        # Counts stay on the simulation's device: no host sync in the per-step loop.
+        self._sops = {k: v.to(x.device) for k, v in self._sops.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
         for name, neuron in snn.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
-            sops = (neuron.spike.abs() * self._device_fanouts[name]).sum()
-            self._sops[name][t - 1] += float(sops)
+            self._sops[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
 
     def result(self, ann_flops_per_inference: int, release_steps: int) -> dict:
         """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs and joules."""
-        per_step = sum(self._sops.values()) / max(self.samples, 1)
+        sops = {name: v.cpu() for name, v in self._sops.items()}
+        per_step = sum(sops.values()) / max(self.samples, 1)
         sop = torch.cumsum(per_step, 0)
         steps = torch.arange(1, self.timesteps + 1, dtype=torch.float64)
         first_flops = 2 * self.input_macs * torch.clamp(steps, max=release_steps)
@@ -205,7 +207,7 @@ class EnergyMeter:
             "ann_flops": ann_flops_per_inference,
             "ann_joules": ann_flops_per_inference * self.joules_per_flop,
             "sop_per_layer": {
-                name: float(v.sum()) / max(self.samples, 1) for name, v in self._sops.items()
+                name: float(v.sum()) / max(self.samples, 1) for name, v in sops.items()
             },
         }
 
@@ -242,14 +244,13 @@ class FeatureMapMeter:
                 h.remove()
         self._acts = acts
         self.samples += len(x)
+        self.distances = {k: v.to(x.device) for k, v in self.distances.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
         for name, neuron in snn.neurons.items():
-            self.distances[name][t - 1] += float(
-                (neuron.accumulated() - self._acts[name]).abs().sum()
-            )
+            self.distances[name][t - 1] += (neuron.accumulated() - self._acts[name]).abs().sum()
 
     def result(self) -> dict[str, list[float]]:
-        return {k: (v / max(self.samples, 1)).tolist() for k, v in self.distances.items()}
+        return {k: (v.cpu() / max(self.samples, 1)).tolist() for k, v in self.distances.items()}
