@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timing import RESULTS, write_results
 from torch.utils.data import DataLoader
 
 from spikezip.data import load_mnist5k
@@ -44,9 +45,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--qat-epochs", type=int, default=2)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "float32_agreement.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "float32_agreement.json")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -79,8 +78,7 @@ def main() -> None:
         }
         print(f"--- {key}\n{report}")
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_results(result, args.out)
 
 
 if __name__ == "__main__":

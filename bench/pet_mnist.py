@@ -1,37 +1,46 @@
 """A real short run on MNIST-5k: PET at [8, 4, 2] against plain QAT at [8], same budget.
 
-Trains the full-precision small CNN (the teacher), then fine-tunes two QANNs from it for
-the same number of epochs, one with PET and one with plain quantization-aware training
-(both distil from the teacher), and evaluates each major path's SNN on the 1,000 test
-images at every time-step. Run: ``.venv/bin/python bench/pet_mnist.py``; writes
-``bench/results/pet_mnist.json`` and the curves' CSV / PNG next to it.
+Runs the real pipeline (``spikezip.lit.pipeline.train``, what ``train.py`` runs) twice:
+SpikeZIP-P (``variant=p``) trains the full-precision teacher and fine-tunes with PET;
+SpikeZIP-N (``variant=n``, plain quantization-aware training) starts from that same
+teacher (``teacher=checkpoint``) with the same epochs and optimizer. Both distil from the
+teacher, and each major path's SNN is measured on the 1,000 test images at every
+time-step. Run: ``.venv/bin/python bench/pet_mnist.py``; writes
+``bench/results/pet_mnist.json`` and the two run directories next to it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import shutil
 import time
 from pathlib import Path
 
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader
+from hydra import compose, initialize_config_dir
+from timing import RESULTS, write_results
 
-from spikezip.data import load_mnist5k
-from spikezip.lit import PETModule, SNNConversionCallback, TeacherModule
+from spikezip.config import register_configs
+from spikezip.lit.pipeline import train
 
-ARCH = {"name": "small", "num_classes": 10}
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def _trainer(epochs: int, callbacks=()) -> pl.Trainer:
-    return pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
+def _run(run_dir: Path, overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
+    return train(cfg, run_dir)
+
+
+def _path_accuracies(run_dir: Path) -> dict[str, float]:
+    """Each path's validation accuracy after the last PET epoch (logs/pet/metrics.csv)."""
+    with open(run_dir / "logs" / "pet" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/acc")]
+    last = rows[-1]
+    return {
+        k.removeprefix("val/acc_"): float(v) for k, v in last.items() if k.startswith("val/acc_")
+    }
 
 
 def main() -> None:
@@ -40,47 +49,52 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--timesteps", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    pl.seed_everything(args.seed, verbose=False)
-    train, test = load_mnist5k(seed=args.seed)
-    train_loader = DataLoader(train, batch_size=64, shuffle=True)
-    test_loader = DataLoader(test, batch_size=250)
+    register_configs()
+    common = [
+        f"seed={args.seed}",
+        f"data.seed={args.seed}",
+        f"pet.epochs={args.epochs}",
+        f"snn.timesteps={args.timesteps}",
+        f"snn.every_n_epochs={args.epochs}",  # the callback once, at the end
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+    ]
     start = time.perf_counter()
-    teacher = TeacherModule(ARCH, optimizer={"lr": 0.05})
-    trainer = _trainer(args.teacher_epochs)
-    trainer.fit(teacher, train_loader, test_loader)
-    summary = {"teacher_accuracy": float(trainer.callback_metrics["teacher/val/acc"])}
-
-    for name, levels in (("pet", [8, 4, 2]), ("qat", [8])):
-        pl.seed_everything(args.seed, verbose=False)
-        module = PETModule(ARCH, levels=levels, optimizer={"lr": 0.01}, teacher=teacher.model)
-        callback = SNNConversionCallback(
-            every_n_epochs=args.epochs, timesteps=args.timesteps, max_timesteps=200,
-            out_dir=args.out / f"pet_mnist_{name}",
-        )  # fmt: skip
-        trainer = _trainer(args.epochs, [callback])
-        trainer.fit(module, train_loader, test_loader)
-        result = callback.last
+    pet_dir, qat_dir = args.out / "pet_mnist_pet", args.out / "pet_mnist_qat"
+    runs = {
+        "pet": (pet_dir, ["variant=p", f"teacher.epochs={args.teacher_epochs}"]),
+        "qat": (
+            qat_dir,
+            ["variant=n", "teacher=checkpoint", f"teacher.checkpoint={pet_dir / 'teacher.ckpt'}"],
+        ),
+    }
+    summary: dict = {}
+    for name, (run_dir, overrides) in runs.items():
+        result = _run(run_dir, common + overrides)
         summary[name] = {
-            "levels": levels,
-            "qann_accuracy_per_path": {
-                key.removeprefix("val/acc_"): float(v)
-                for key, v in trainer.callback_metrics.items()
-                if key.startswith("val/acc_")
-            },
+            "overrides": overrides,
+            "qann_accuracy_per_path": _path_accuracies(run_dir),
             "snn_accuracy": {
-                f"T={t}": result.snn_accuracy[t - 1] for t in (2, 4, 8, 16) if t <= args.timesteps
+                f"T={t}": result["snn_accuracy"][t - 1]
+                for t in (1, 2, 4, 8, 16)
+                if t <= args.timesteps
             },
-            "t_eq_mean": result.t_eq_mean,
-            "t_eq_max": result.t_eq_max,
-            "agreement": result.agreement,
+            "qann_accuracy": result["qann_accuracy"],
+            "t_eq_mean": result["t_eq_mean"],
+            "t_eq_max": result["t_eq_max"],
+            "agreement": result["agreement"],
         }
+    with open(pet_dir / "logs" / "teacher" / "metrics.csv") as f:
+        teacher = [r for r in csv.DictReader(f) if r.get("teacher/val/acc")]
+    summary["teacher_accuracy"] = float(teacher[-1]["teacher/val/acc"])
     summary["seconds"] = time.perf_counter() - start
-    print(json.dumps(summary, indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pet_mnist.json").write_text(json.dumps(summary, indent=2))
+    write_results(summary, args.out / "pet_mnist.json")
+    for name in ("pet", "qat"):
+        s = summary[name]
+        print(name, s["qann_accuracy_per_path"], s["snn_accuracy"], s["t_eq_mean"], s["agreement"])
 
 
 if __name__ == "__main__":

@@ -10,17 +10,16 @@ three paths. Run: ``.venv/bin/python bench/pet_step.py``; writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timing import RESULTS, wall, write_results
 
 from spikezip.lit.pet_module import fuse_for_inference
 from spikezip.models import build_model
-from spikezip.pet import EnsembleLoss, backward_paths, to_pet
+from spikezip.pet import EnsembleLoss, PETConfig, backward_paths, to_pet
 from spikezip.quant import to_qann
 
 CASES = {
@@ -28,12 +27,6 @@ CASES = {
     "resnet20": ({"name": "resnet20", "num_classes": 100}, (3, 32, 32)),
     "vgg16": ({"name": "vgg16", "num_classes": 100, "variant": "cifar", "width": 0.5}, (3, 32, 32)),
 }
-
-
-def _wall(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def bench(case: str, batch: int, levels: list[int], repeats: int) -> dict:
@@ -44,7 +37,7 @@ def bench(case: str, batch: int, levels: list[int], repeats: int) -> dict:
     fused_teacher = fuse_for_inference(teacher)  # what PETModule's training step runs
     pet = to_pet(to_qann(teacher, levels[0]), levels).train()
     qat = to_pet(to_qann(teacher, levels[0]), levels[:1]).train()
-    loss_fn = EnsembleLoss(levels=levels)
+    loss_fn = EnsembleLoss(PETConfig(levels=levels))
     pet_opt = torch.optim.SGD(pet.parameters(), lr=1e-3, momentum=0.9)
     qat_opt = torch.optim.SGD(qat.parameters(), lr=1e-3, momentum=0.9)
 
@@ -63,8 +56,8 @@ def bench(case: str, batch: int, levels: list[int], repeats: int) -> dict:
     pet_step(), qat_step()  # warm-up and LSQ scale init
     pet_times, qat_times = [], []
     for _ in range(repeats):  # interleaved: drift in machine speed hits both alike
-        qat_times.append(_wall(qat_step))
-        pet_times.append(_wall(pet_step))
+        qat_times.append(wall(qat_step))
+        pet_times.append(wall(pet_step))
     pet_s, qat_s = statistics.median(pet_times), statistics.median(qat_times)
     return {
         "model": case,
@@ -83,9 +76,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--levels", type=int, nargs="+", default=[8, 4, 2])
     parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "pet_step.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "pet_step.json")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, levels {args.levels}"
@@ -99,9 +90,7 @@ def main() -> None:
             f"{case:<10}{r['qat_step_s'] * 1e3:>8.1f}ms{r['pet_step_s'] * 1e3:>8.1f}ms"
             f"{r['ratio']:>7.2f}{r['ratio_best']:>6.2f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"torch": torch.__version__, "results": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_results({"torch": torch.__version__, "results": rows}, args.out)
 
 
 if __name__ == "__main__":

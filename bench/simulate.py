@@ -8,12 +8,11 @@ Writes ``bench/results/simulate.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from timing import RESULTS, wall, write_results
 
 from spikezip.models import resnet20, vgg16
 from spikezip.quant import to_qann
@@ -24,12 +23,6 @@ MODELS = {
     "resnet20": lambda: resnet20(num_classes=100),
     "resnet20_rcr": lambda: resnet20(num_classes=100, rcr=True),
 }
-
-
-def _wall(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def bench(name: str, batch: int, levels: int, timesteps: int, repeats: int) -> dict:
@@ -58,9 +51,9 @@ def bench(name: str, batch: int, levels: int, timesteps: int, repeats: int) -> d
     # Interleaved, so that drift in the machine's speed hits both sides alike.
     forward, steps, curve = [], [], []
     for _ in range(repeats):
-        forward.append(min(_wall(qann_forward) for _ in range(3)))
-        steps.append(_wall(every_step) / timesteps)
-        curve.append(_wall(accuracy_curve))
+        forward.append(min(wall(qann_forward) for _ in range(3)))
+        steps.append(wall(every_step) / timesteps)
+        curve.append(wall(accuracy_curve))
     fwd, step = statistics.median(forward), statistics.median(steps)
     return {
         "model": name,
@@ -82,9 +75,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--timesteps", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "simulate.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "simulate.json")
     args = parser.parse_args()
 
     rows = []
@@ -101,9 +92,7 @@ def main() -> None:
             f"{r['step_over_forward']:>7.2f}{r['step_over_forward_best']:>6.2f}"
             f"{r['accuracy_every_t_s']:>13.2f}s"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"torch": torch.__version__, "results": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_results({"torch": torch.__version__, "results": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,78 @@
-"""Typed configuration of a SpikeZIP run: the schema Hydra composes into, and its checks.
+"""Typed configuration of every entry point (``train.py``, ``convert.py``, ``evaluate.py``)
+and the one function that checks it.
 
-Types are enforced by OmegaConf when Hydra composes (``pet.levels=foo`` fails there, naming
-the key); :func:`validate` then checks values (``pet.alpha=-1``, ``pet.sub_label=hardd``)
-before any work starts. Importable without Hydra; :func:`register_configs` imports it.
+The dataclasses below are the schema Hydra composes into: a wrong type or a value outside
+a closed set (``pet.levels=foo``, ``pet.sub_label=hardd``) fails at composition, naming
+the key. Ranges and relations between values are checked by each dataclass's
+``__post_init__``; :func:`validate` runs them all, before any work, turns the composed
+config into these objects and names the full key of what is wrong. Importable without
+Hydra; :func:`register_configs` imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+import torch
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from spikezip.data.datasets import DATASETS, DatasetInfo
 from spikezip.models import MODELS
-from spikezip.optim import OPTIMIZERS, SCHEDULES
-from spikezip.pet import LABELS, SHARING
-from spikezip.snn.convert import ENCODINGS
+from spikezip.optim import OptimizerConfig
+from spikezip.pet.config import PETConfig
+from spikezip.settings import Choice, SettingError, choice, positive
+from spikezip.snn.encoding import Encoding
+from spikezip.snn.energy import EnergyConstants
+from spikezip.snn.network import MAX_TIMESTEPS
 
-TEACHER_SOURCES = ("scratch", "checkpoint", "pretrained")
-WANDB_MODES = ("offline", "online", "disabled")
+# Closed sets taken from the registries, so a new dataset or model is one entry there.
+DatasetName = Choice("DatasetName", {name: name for name in DATASETS})
+ModelName = Choice("ModelName", {name: name for name in MODELS})
 RESNETS = ("resnet20", "resnet18", "resnet34")
+
+
+class VGGVariant(Choice):
+    imagenet = "imagenet"  # 224x224 input, 7x7 pooled features, 4096-wide classifier
+    cifar = "cifar"  # 32x32 input, 1x1 pooled features, 512-wide classifier
+
+
+class TeacherSource(Choice):
+    scratch = "scratch"  # trained here, on labels
+    checkpoint = "checkpoint"  # teacher.checkpoint=PATH
+    pretrained = "pretrained"  # torchvision's ImageNet weights
+
+
+class WandbMode(Choice):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class DType(Choice):
+    float32 = "float32"
+    float64 = "float64"  # bit-exact comparison with the QANN
+
+    @property
+    def torch(self) -> torch.dtype:
+        return getattr(torch, self.value)
+
+
+class ConfigError(SettingError):
+    """A configuration value that is wrong; the message names the full key."""
+
+
+def _required(what: str):
+    """A value the user must give (``???`` in the composed config); ``what`` says how."""
+    return field(default=MISSING, metadata={"required": what})
 
 
 @dataclass
 class DataConfig:
-    name: str = "mnist5k"
+    name: DatasetName = DatasetName.mnist5k
     root: str = "data"
     download: bool = False
     batch_size: int = 64
@@ -34,62 +81,90 @@ class DataConfig:
     augment: bool = True
     seed: int = 0
 
+    def __post_init__(self):
+        self.name = choice("name", self.name, DatasetName)
+        positive("batch_size", self.batch_size)
+        positive("eval_batch_size", self.eval_batch_size)
+        positive("num_workers", self.num_workers, zero=True)
+
 
 @dataclass
 class ModelConfig:
-    name: str = "small"
+    name: ModelName = ModelName.small
     width: float = 1.0
-    rcr: bool = False  # ResNets: residual connection re-routing
-    variant: str | None = None  # VGG-16: imagenet | cifar; default from the image size
+    rcr: bool = False  # ResNets: residual connection re-routing (paper §3.3)
+    variant: VGGVariant | None = None  # VGG-16; default from the image size
 
+    def __post_init__(self):
+        self.name = choice("name", self.name, ModelName)
+        positive("width", self.width)
+        if self.variant is not None:
+            self.variant = choice("variant", self.variant, VGGVariant)
+        if self.rcr and self.name.value not in RESNETS:
+            raise SettingError(
+                f"rcr=true re-routes residual connections, but name={self.name.value} has "
+                f"none (use one of {list(RESNETS)})"
+            )
 
-@dataclass
-class OptimConfig:
-    name: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    grad_clip: float | None = None
+    def arch(self, info: DatasetInfo) -> dict:
+        """Keyword arguments of :func:`spikezip.models.build_model` for these inputs."""
+        arch: dict = {"name": self.name.value, "num_classes": info.num_classes}
+        arch["in_channels"] = info.in_channels
+        arch["width"] = float(self.width)
+        if self.name.value == "small":
+            arch["image_size"] = info.image_size
+        elif self.name.value == "vgg16":
+            variant = self.variant or ("cifar" if info.image_size <= 64 else "imagenet")
+            arch["variant"] = VGGVariant(variant).value
+        else:
+            arch["rcr"] = bool(self.rcr)
+        return arch
 
 
 @dataclass
 class TeacherConfig:
-    source: str = "scratch"  # scratch | checkpoint | pretrained (torchvision, ImageNet)
+    source: TeacherSource = TeacherSource.scratch
     checkpoint: str | None = None
-    epochs: int = 3
-    optimizer: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 5
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    def __post_init__(self):
+        self.source = choice("source", self.source, TeacherSource)
+        if self.source is TeacherSource.checkpoint and not self.checkpoint:
+            raise SettingError("checkpoint=PATH is needed with source=checkpoint")
+        # Only a teacher trained here has epochs; zero epochs of scratch is no teacher.
+        positive("epochs", self.epochs, zero=self.source is not TeacherSource.scratch)
 
 
 @dataclass
-class PETConfig:
-    levels: list[int] = field(default_factory=lambda: [8, 4, 2])
-    alpha: float = 1.0
-    sub_label: str = "soft"
-    main_label: str = "soft"
-    temperature: float = 1.0
-    scale_sharing: str = "share"
-    bn_sharing: str = "share"
-    epochs: int = 3
-    optimizer: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01))
+class SimulationConfig:
+    """How an SNN is simulated and measured."""
 
-
-@dataclass
-class EnergyConfig:
-    joules_per_sop: float = 77e-15
-    joules_per_flop: float = 12.5e-12
-
-
-@dataclass
-class SNNConfig:
     timesteps: int = 32  # accuracy is reported at every T = 1..timesteps
-    max_timesteps: int = 256  # simulation budget to reach equilibrium
-    encoding: str = "even"
-    eval_batches: int | None = None  # final evaluation: batches of the val set (None: all)
-    every_n_epochs: int = 1  # conversion callback during PET
+    max_timesteps: int = MAX_TIMESTEPS  # budget to reach equilibrium (T_eq per sample)
+    encoding: Encoding = Encoding.even
+    eval_batches: int | None = None  # final measurement: batches of the val set (None: all)
+    feature_maps: bool = False  # per-layer L1 distance SNN vs QANN at each T (Fig. 5)
+    energy: EnergyConstants = field(default_factory=EnergyConstants)
+
+    def __post_init__(self):
+        positive("timesteps", self.timesteps)
+        positive("max_timesteps", self.max_timesteps)
+        self.encoding = choice("encoding", self.encoding, Encoding)
+        positive("eval_batches", self.eval_batches, none=True)
+
+
+@dataclass
+class SNNConfig(SimulationConfig):
+    """``train.py``'s SNN settings: the simulation, and the conversion callback in PET."""
+
+    every_n_epochs: int = 1
     callback_batches: int | None = 4
-    feature_maps: bool = False
-    energy: EnergyConfig = field(default_factory=EnergyConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive("every_n_epochs", self.every_n_epochs)
+        positive("callback_batches", self.callback_batches, none=True)
 
 
 @dataclass
@@ -102,13 +177,25 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
 
+    def simulation_device(self) -> torch.device:
+        """Where to simulate SNNs: CUDA for gpu / cuda / auto when present; an explicit
+        gpu request without CUDA is an error, not a silent CPU run."""
+        if self.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+            return torch.device("cuda")
+        if self.accelerator in ("gpu", "cuda"):
+            raise ConfigError(f"trainer.accelerator={self.accelerator} but CUDA is not available")
+        return torch.device("cpu")
+
 
 @dataclass
 class LoggerConfig:
     csv: bool = True
     wandb: bool = False
-    wandb_mode: str = "offline"  # W&B stays offline unless the user says online
+    wandb_mode: WandbMode = WandbMode.offline  # W&B stays offline unless the user says online
     project: str = "spikezip"
+
+    def __post_init__(self):
+        self.wandb_mode = choice("wandb_mode", self.wandb_mode, WandbMode)
 
 
 @dataclass
@@ -125,14 +212,20 @@ class TrainConfig:
 
 
 @dataclass
-class EvalSNNConfig(SNNConfig):
-    path: str | None = None  # the snn.pt to evaluate (evaluate.py snn=PATH)
-    dtype: str = "float32"  # float64 for a bit-exact comparison with the QANN
+class EvalSimulationConfig(SimulationConfig):
+    """``evaluate.py``'s SNN: which file, and the simulation settings."""
+
+    path: str = _required("the snn.pt to evaluate: evaluate.py snn.path=outputs/.../snn.pt")
+    dtype: DType = DType.float32
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.dtype = choice("dtype", self.dtype, DType)
 
 
 @dataclass
 class EvaluateConfig:
-    snn: EvalSNNConfig = field(default_factory=EvalSNNConfig)
+    snn: EvalSimulationConfig = field(default_factory=EvalSimulationConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     out_dir: str | None = None  # default: <directory of snn.pt>/eval_<data.name>
@@ -140,76 +233,78 @@ class EvaluateConfig:
 
 @dataclass
 class ConvertConfig:
-    qann: str | None = None  # the qann.ckpt to convert (convert.py qann=PATH)
+    qann: str = _required("the qann.ckpt to convert: convert.py qann=outputs/.../qann.ckpt")
     out_dir: str | None = None  # default: next to the qann.ckpt
-    encoding: str = "even"
-    max_timesteps: int = 5000
+    encoding: Encoding = Encoding.even
+    max_timesteps: int = MAX_TIMESTEPS  # budget for the equivalence proof
+
+    def __post_init__(self):
+        self.encoding = choice("encoding", self.encoding, Encoding)
+        positive("max_timesteps", self.max_timesteps)
 
 
-class ConfigError(ValueError):
-    """A configuration value that is out of range; the message names the key."""
+SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "convert": ConvertConfig}
 
 
-def _choice(key: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not valid; choose one of {list(choices)}")
+def _unknown_key(key: str, name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {key}{close[0]}?)" if close else ""
+    return ConfigError(f"unknown key {key}{name}{hint}; known keys here: {known}")
 
 
-def _positive(key: str, value, allow_zero: bool = False, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or (value < 0 if allow_zero else value <= 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{key} must be {bound}, got {value!r}")
+def _build(cls: type, node: DictConfig, key: str):
+    """``cls`` from ``node``, children first, so an error names the deepest key."""
+    field_info = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(field_info)
+    for name in node:
+        if name not in names:  # e.g. added with +key=value: never silently ignored
+            raise _unknown_key(key, str(name), names)
+    values = {}
+    for name in names:
+        child = node._get_node(name)  # `name in node` is False for a missing value
+        if child is None:
+            continue
+        child_type = OmegaConf.get_type(child) if isinstance(child, DictConfig) else None
+        if child_type is not None and dataclasses.is_dataclass(child_type):
+            values[name] = _build(child_type, child, f"{key}{name}.")
+        elif OmegaConf.is_missing(node, name):
+            what = field_info[name].metadata.get("required", "no default")
+            raise ConfigError(f"{key}{name} is missing: {what}")
+        elif isinstance(child, (DictConfig, ListConfig)):
+            values[name] = OmegaConf.to_container(child, resolve=True)
+        else:
+            values[name] = node[name]
+    try:
+        return cls(**values)
+    except SettingError as err:
+        raise ConfigError(f"{key}{err}") from None
 
 
-def _optimizer(prefix: str, opt) -> None:
-    _choice(f"{prefix}.name", opt.name, OPTIMIZERS)
-    _choice(f"{prefix}.schedule", opt.schedule, SCHEDULES)
-    _positive(f"{prefix}.lr", opt.lr)
-    _positive(f"{prefix}.weight_decay", opt.weight_decay, allow_zero=True)
-    _positive(f"{prefix}.grad_clip", opt.grad_clip, allow_none=True)
+def validate(cfg: DictConfig, schema: type | None = None):
+    """Check a composed config and return it as the schema's dataclass
+    (:class:`TrainConfig`, :class:`EvaluateConfig`, :class:`ConvertConfig`).
+
+    Raises:
+        ConfigError: naming the full key of the first wrong or unknown value.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return cfg  # built in Python: its __post_init__ checks have run
+    schema = schema or OmegaConf.get_type(cfg)
+    if not dataclasses.is_dataclass(schema):
+        raise TypeError(f"validate() needs a config composed with a schema, got {schema}")
+    return _build(schema, cfg, "")
 
 
-def validate(cfg: DictConfig | TrainConfig) -> None:
-    """Check every value the types cannot; raise :class:`ConfigError` naming the key."""
-    _choice("data.name", cfg.data.name, DATASETS)
-    _positive("data.batch_size", cfg.data.batch_size)
-    _positive("data.eval_batch_size", cfg.data.eval_batch_size)
-    _choice("model.name", cfg.model.name, tuple(MODELS))
-    _positive("model.width", cfg.model.width)
-    if cfg.model.rcr and cfg.model.name not in RESNETS:
-        raise ConfigError(
-            f"model.rcr=true re-routes residual connections; model.name={cfg.model.name} has "
-            f"none (use one of {list(RESNETS)})"
-        )
-    if cfg.model.variant is not None:
-        _choice("model.variant", cfg.model.variant, ("imagenet", "cifar"))
-    _choice("teacher.source", cfg.teacher.source, TEACHER_SOURCES)
-    if cfg.teacher.source == "checkpoint" and not cfg.teacher.checkpoint:
-        raise ConfigError("teacher.source=checkpoint needs teacher.checkpoint=PATH")
-    _positive("teacher.epochs", cfg.teacher.epochs, allow_zero=cfg.teacher.source != "scratch")
-    _optimizer("teacher.optimizer", cfg.teacher.optimizer)
-    levels = list(cfg.pet.levels)
-    if not levels or any(n < 1 for n in levels):
-        raise ConfigError(f"pet.levels must be a non-empty list of positive integers, got {levels}")
-    _positive("pet.alpha", cfg.pet.alpha, allow_zero=True)
-    _positive("pet.temperature", cfg.pet.temperature)
-    _choice("pet.sub_label", cfg.pet.sub_label, LABELS)
-    _choice("pet.main_label", cfg.pet.main_label, LABELS)
-    _choice("pet.scale_sharing", cfg.pet.scale_sharing, SHARING)
-    _choice("pet.bn_sharing", cfg.pet.bn_sharing, SHARING)
-    _positive("pet.epochs", cfg.pet.epochs)  # an untrained QANN has no learned scales
-    _optimizer("pet.optimizer", cfg.pet.optimizer)
-    _positive("snn.timesteps", cfg.snn.timesteps)
-    _positive("snn.max_timesteps", cfg.snn.max_timesteps)
-    _choice("snn.encoding", cfg.snn.encoding, ENCODINGS)
-    _positive("snn.every_n_epochs", cfg.snn.every_n_epochs)
-    _positive("snn.eval_batches", cfg.snn.eval_batches, allow_none=True)
-    _positive("snn.callback_batches", cfg.snn.callback_batches, allow_none=True)
-    _positive("snn.energy.joules_per_sop", cfg.snn.energy.joules_per_sop)
-    _positive("snn.energy.joules_per_flop", cfg.snn.energy.joules_per_flop)
-    _choice("logger.wandb_mode", cfg.logger.wandb_mode, WANDB_MODES)
+def to_plain(value):
+    """Plain ``dict`` / ``list`` / str (for JSON, and for checkpoints that load with
+    ``weights_only=True``) from a config node, a settings dataclass or an enum."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = OmegaConf.structured(value)
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+    if isinstance(value, Enum):
+        return value.value
+    return value
 
 
 # What a run directory's artifacts depend on: a rerun in the same directory (to resume)
@@ -221,12 +316,13 @@ IDENTITY_KEYS = (
 )  # fmt: skip
 
 
-def run_identity(cfg) -> dict:
+def run_identity(cfg: TrainConfig) -> dict:
     """The values of :data:`IDENTITY_KEYS` in ``cfg``, as plain data."""
-    return {key: to_plain(OmegaConf.select(cfg, key)) for key in IDENTITY_KEYS}
+    plain = OmegaConf.create(to_plain(cfg))
+    return {key: to_plain(OmegaConf.select(plain, key)) for key in IDENTITY_KEYS}
 
 
-def check_same_run(saved: dict, cfg) -> None:
+def check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to continue a run directory with settings that would change its artifacts."""
     current = run_identity(cfg)
     changed = [k for k in IDENTITY_KEYS if saved.get(k) != current[k]]
@@ -238,45 +334,10 @@ def check_same_run(saved: dict, cfg) -> None:
         )
 
 
-def model_arch(model: ModelConfig | DictConfig, info: DatasetInfo) -> dict:
-    """Keyword arguments of :func:`spikezip.models.build_model` for this model and data."""
-    arch: dict = {"name": model.name, "num_classes": info.num_classes}
-    arch["in_channels"] = info.in_channels
-    arch["width"] = float(model.width)
-    if model.name == "small":
-        arch["image_size"] = info.image_size
-    elif model.name == "vgg16":
-        arch["variant"] = model.variant or ("cifar" if info.image_size <= 64 else "imagenet")
-    else:
-        arch["rcr"] = bool(model.rcr)
-    return arch
-
-
-def to_plain(cfg):
-    """Plain ``dict`` / ``list`` (for checkpoints loadable with ``weights_only=True``, JSON)."""
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
-
-
 def register_configs() -> None:
-    """Register the schema so Hydra type-checks every composed config against it."""
+    """Register the schemas so Hydra type-checks every composed config against them."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig)
-    store.store(name="evaluate_schema", node=EvaluateConfig)
-    store.store(name="convert_schema", node=ConvertConfig)
-
-
-def snn_path_override(argv: list[str], options: tuple[str, ...] = ("default",)) -> list[str]:
-    """Let ``evaluate.py snn=PATH`` name the SNN file although ``snn`` is also the config
-    group of simulation settings: ``snn=X`` for an X that is not a group option becomes
-    ``snn.path=X``."""
-    out = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if key == "snn" and sep and value not in options:
-            arg = f"snn.path={value}"
-        out.append(arg)
-    return out
+    for name, schema in SCHEMAS.items():
+        store.store(name=f"{name}_schema", node=schema)

@@ -92,18 +92,11 @@ def hidden_nonlinearities(gm: fx.GraphModule) -> list[fx.Node]:
     ]
 
 
-def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    """Replace the submodule at dotted path ``name``."""
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 __all__ = [
     "SpikeZIPTracer",
     "UnsupportedLayerError",
     "describe",
     "hidden_nonlinearities",
-    "set_submodule",
     "shared_call_sites",
     "trace",
 ]

@@ -357,7 +357,7 @@ def test_unconvertible_layers_are_named(model, match):
 
 def test_bad_encoding_and_release_steps():
     qann = nn.Sequential(nn.Linear(2, 2), QReLU(2, 1.0))
-    with pytest.raises(ValueError, match="encoding must be one of"):
+    with pytest.raises(ValueError, match="encoding='rate' is not valid"):
         to_snn(qann, encoding="rate")
     with pytest.raises(ValueError, match="release_steps"):
         to_snn(qann, encoding="once", release_steps=3)

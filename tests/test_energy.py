@@ -7,8 +7,9 @@ from torch import nn
 
 from spikezip.models import resnet20, small_cnn
 from spikezip.quant import QReLU
-from spikezip.snn import evaluate_snn, to_snn
-from spikezip.snn.energy import INPUT, EnergyMeter, FeatureMapMeter, ann_flops, fanout
+from spikezip.snn import measure_snn, to_snn
+from spikezip.snn.energy import INPUT, EnergyMeter, ann_flops, fanout
+from spikezip.snn.feature_maps import FeatureMapMeter
 
 
 def _net():
@@ -88,9 +89,9 @@ def test_energy_counts_every_spike_of_either_sign():
         for name, neuron in net.neurons.items():
             manual[t - 1] += (neuron.spike != 0).double().mul(meter.fanouts[name]).sum()
 
-    meter.begin_batch(qann, x)
+    meter.begin_batch(x, {})
     snn.run(x, 30, on_step=lambda t, net: (meter.on_step(t, net), count(t, net)))
-    energy = meter.result(ann_flops(qann, (1, 28, 28)), snn.release_steps)
+    energy = meter.result(ann_flops(qann, (1, 28, 28)))
     expected = torch.cumsum(manual, 0) / 16
     torch.testing.assert_close(torch.tensor(energy["sop"], dtype=torch.float64), expected)
     assert energy["sop"][-1] > 0
@@ -110,7 +111,7 @@ def test_feature_map_distance_reaches_zero_at_equilibrium():
     qann = realistic_qann(small_cnn(width=0.25), 4, x)
     snn = to_snn(qann).double()
     meter = FeatureMapMeter(snn, timesteps=30)
-    result = evaluate_snn(snn, qann, [(x, y)], 30, progress=False, observers=[meter])
+    result = measure_snn(snn, qann, [(x, y)], timesteps=30, progress=False, meters=[meter])
     distances = meter.result()
     assert set(distances) == set(snn.neurons)
     for curve in distances.values():

@@ -11,10 +11,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from spikezip.artifacts import load_qann, load_snn
-from spikezip.config import ConfigError, register_configs, snn_path_override, validate
-from spikezip.pet import CheckpointError
-from spikezip.workflows import NotEquivalentError, convert_file, evaluate_file
+from spikezip.artifacts import CheckpointError, load_qann, load_snn
+from spikezip.config import ConfigError, register_configs, validate
+from spikezip.conversion import NotEquivalentError, convert_file
+from spikezip.evaluation import evaluate_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -34,15 +34,15 @@ def _options(group):
     "override",
     [
         f"{g}={o}"
-        for g in ("data", "model", "teacher", "pet", "snn", "trainer", "logger", "experiment")
+        for g in ("data", "model", "teacher", "variant", "trainer", "logger", "experiment")
         for o in _options(g)
     ],
 )
 def test_every_config_option_composes_and_validates(override):
     extra = {
         "teacher=checkpoint": ["teacher.checkpoint=x.ckpt"],
-        "experiment=spikezip_r": ["model=resnet20"],  # re-routing needs a ResNet
-        "experiment=spikezip_pr": ["model=resnet20"],
+        "variant=r": ["model=resnet20"],  # re-routing needs a ResNet
+        "variant=pr": ["model=resnet20"],
     }.get(override, [])
     cfg = _compose(overrides=[override, *extra])
     validate(cfg)
@@ -51,7 +51,7 @@ def test_every_config_option_composes_and_validates(override):
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (["experiment=spikezip_r"], "model.rcr=true re-routes residual connections"),
+        (["variant=r"], "model.rcr=true re-routes residual connections"),
         (["teacher.epochs=0"], "teacher.epochs must be > 0"),
     ],
 )
@@ -72,20 +72,21 @@ def test_every_sweep_composes(sweep):
             "pet.sub_label",
             "pet.scale_sharing",
             "pet.bn_sharing",
-            "model.rcr",
+            "variant",
         )
 
 
 def test_convert_and_evaluate_configs_compose():
-    assert _compose("convert", ["qann=x.ckpt"]).encoding == "even"
-    cfg = _compose("evaluate", ["snn.path=x.pt", "data=digits"])
-    assert cfg.snn.timesteps == 32 and cfg.data.name == "digits"
-    assert snn_path_override(["evaluate.py", "snn=a/snn.pt", "snn=default", "snn.timesteps=4"]) == [
-        "evaluate.py",
-        "snn.path=a/snn.pt",
-        "snn=default",
-        "snn.timesteps=4",
-    ]
+    assert validate(_compose("convert", ["qann=x.ckpt"])).encoding == "even"
+    cfg = validate(_compose("evaluate", ["snn.path=x.pt", "data=digits"]))
+    assert cfg.snn.timesteps == 32 and cfg.data.name == "digits" and cfg.snn.path == "x.pt"
+    train = validate(_compose())
+    # One default for each setting, shared by every entry point that has it.
+    assert (
+        cfg.snn.max_timesteps
+        == train.snn.max_timesteps
+        == validate(_compose("convert", ["qann=x.ckpt"])).max_timesteps
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,8 +95,10 @@ def test_convert_and_evaluate_configs_compose():
         ("pet.levels=foo", ConfigCompositionException, "pet.levels"),
         ("data=cifar1000", MissingConfigException, "data/cifar1000"),
         ("pet.alpha=-1", ConfigError, r"pet.alpha must be >= 0, got -1"),
-        ("pet.sub_label=hardd", ConfigError, r"pet.sub_label='hardd' is not valid"),
-        ("snn.encoding=rate", ConfigError, r"snn.encoding='rate' is not valid"),
+        # Closed sets are the schema's: refused at composition, with the allowed values.
+        ("pet.sub_label=hardd", ConfigCompositionException, r"expected one of \[soft, hard, mixed"),
+        ("snn.encoding=rate", ConfigCompositionException, r"full_key: snn.encoding"),
+        ("pet.levels=[2,8]", ConfigError, r"pet.levels must decrease strictly"),
         ("pet.levels=[8,0]", ConfigError, r"pet.levels must be"),
         ("trainer.devices=1", None, None),
     ],
@@ -151,7 +154,9 @@ def test_train_end_to_end_writes_every_artifact(debug_run):
 
 def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
     run_dir, _ = debug_run
-    report = convert_file(run_dir / "qann.ckpt", tmp_path)
+    report = convert_file(
+        _compose("convert", [f"qann={run_dir / 'qann.ckpt'}", f"out_dir={tmp_path}"])
+    )
     assert report["equivalent"] and (tmp_path / "snn.pt").is_file()
     assert report["inputs"] == "digits validation images"
     snn, qann, meta = load_snn(tmp_path / "snn.pt")
@@ -168,20 +173,20 @@ def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
 
 
 def test_convert_refuses_a_non_equivalent_snn(debug_run, tmp_path, monkeypatch):
-    import spikezip.workflows as workflows
+    import spikezip.conversion as conversion
 
     run_dir, _ = debug_run
-    real = workflows.to_snn
+    real = conversion.to_snn
 
-    def broken(qann, encoding="even", release_steps=None):
-        snn = real(qann, encoding, release_steps)
+    def broken(qann, encoding="even"):
+        snn = real(qann, encoding)
         for neuron in snn.neurons.values():
             neuron.threshold *= 1.25  # a threshold that is not the Q-ReLU scale
         return snn
 
-    monkeypatch.setattr(workflows, "to_snn", broken)
+    monkeypatch.setattr(conversion, "to_snn", broken)
     with pytest.raises(NotEquivalentError, match="not equivalent"):
-        convert_file(run_dir / "qann.ckpt", tmp_path)
+        convert_file(_compose("convert", [f"qann={run_dir / 'qann.ckpt'}", f"out_dir={tmp_path}"]))
     assert not (tmp_path / "snn.pt").exists()  # nothing half-written as a result
     assert json.loads((tmp_path / "equivalence.json").read_text())["equivalent"] is False
 
@@ -212,7 +217,7 @@ def test_a_resumed_run_continues(tmp_path, caplog):
     cfg = _compose(overrides=["data=digits", "trainer=debug", "pet.epochs=2"])
     with caplog.at_level("INFO", logger="spikezip.lit.pipeline"):
         train(cfg, tmp_path)
-    assert "teacher: using" in caplog.text and "PET: resuming from" in caplog.text
+    assert "teacher: using" in caplog.text and "pet: resuming from" in caplog.text
     changed = _compose(overrides=["data=digits", "trainer=debug", "pet.levels=[4]"])
     with pytest.raises(ConfigError, match=r"other settings \(pet.levels: \[8, 4, 2\] -> \[4\]\)"):
         train(changed, tmp_path)
@@ -271,3 +276,14 @@ def test_multirun_sweep_runs_every_job(tmp_path):
     assert "pet.levels=[4]" in (tmp_path / "1" / ".hydra" / "overrides.yaml").read_text().replace(
         " ", ""
     )
+
+
+def test_reading_and_writing_run_files_needs_no_training_or_plotting_code():
+    code = (
+        "import sys, spikezip.artifacts\n"
+        "loaded = [m for m in sys.modules if m.startswith(('spikezip.pet', 'spikezip.lit',"
+        " 'matplotlib', 'lightning', 'hydra'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -8,8 +8,10 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from spikezip.artifacts import CheckpointError
+from spikezip.config import SNNConfig
 from spikezip.lit import PETModule, SNNConversionCallback, TeacherModule
-from spikezip.pet import CheckpointError, export_from_checkpoint
+from spikezip.pet import PETConfig, export_from_checkpoint
 from spikezip.snn import check_equivalence, to_snn
 
 ARCH = {"name": "small", "num_classes": 4, "width": 0.25}
@@ -33,8 +35,9 @@ def _trainer(tmp_path, **kwargs):
 
 
 def test_pet_fast_dev_run_logs_paths_and_snn_curve(tmp_path):
-    callback = SNNConversionCallback(timesteps=12, max_timesteps=64, out_dir=tmp_path / "snn")
-    module = PETModule(ARCH, levels=[4, 2, 1], optimizer={"lr": 0.01})
+    settings = SNNConfig(timesteps=12, max_timesteps=64, callback_batches=None)
+    callback = SNNConversionCallback(settings, out_dir=tmp_path / "snn")
+    module = PETModule(ARCH, PETConfig(levels=[4, 2, 1], optimizer={"lr": 0.01}))
     trainer = _trainer(tmp_path, fast_dev_run=True, callbacks=[callback])
     trainer.fit(module, _loader(), _loader(seed=1))
     metrics = trainer.callback_metrics
@@ -49,7 +52,7 @@ def test_pet_fast_dev_run_logs_paths_and_snn_curve(tmp_path):
         rows = list(csv.reader(f))
     assert rows[0] == ["timestep", "accuracy"] and len(rows) == 13
     assert (tmp_path / "snn" / "acc_vs_timestep.png").stat().st_size > 1000
-    assert callback.last.samples == 16  # fast_dev_run: one validation batch
+    assert callback.last.count == 16  # fast_dev_run: one validation batch
 
 
 class _EpochLosses(pl.Callback):
@@ -63,7 +66,7 @@ class _EpochLosses(pl.Callback):
 def test_pet_training_lowers_the_loss_and_follows_the_schedule(tmp_path):
     torch.manual_seed(0)
     losses = _EpochLosses()
-    module = PETModule(ARCH, levels=[4, 2], optimizer={"lr": 0.05, "grad_clip": 1.0})
+    module = PETModule(ARCH, PETConfig(levels=[4, 2], optimizer={"lr": 0.05, "grad_clip": 1.0}))
     trainer = _trainer(
         tmp_path, max_epochs=6, logger=False, enable_checkpointing=False, callbacks=[losses]
     )
@@ -74,7 +77,7 @@ def test_pet_training_lowers_the_loss_and_follows_the_schedule(tmp_path):
 
 
 def test_teacher_is_frozen_and_in_eval_mode_during_pet():
-    module = PETModule(ARCH, levels=[4, 2])
+    module = PETModule(ARCH, PETConfig(levels=[4, 2]))
     module.train()
     assert not module.teacher.training
     assert not any(p.requires_grad for p in module.teacher.parameters())
@@ -95,7 +98,7 @@ def test_teacher_module_trains(tmp_path):
 
 def test_checkpoint_exports_the_major_path_without_lightning(tmp_path):
     teacher = TeacherModule(ARCH).model
-    module = PETModule(ARCH, levels=[4, 2], teacher=teacher, optimizer={"lr": 0.01})
+    module = PETModule(ARCH, PETConfig(levels=[4, 2], optimizer={"lr": 0.01}), teacher=teacher)
     trainer = _trainer(tmp_path, max_epochs=2, limit_train_batches=2, logger=CSVLogger(tmp_path))
     trainer.fit(module, _loader(), _loader(seed=1))
     ckpt = next((tmp_path).rglob("*.ckpt"))
@@ -124,12 +127,12 @@ def test_wandb_logger_gets_a_table(tmp_path, monkeypatch):
     logged = []
     logger = WandbLogger(save_dir=tmp_path, offline=True)
     monkeypatch.setattr(logger.experiment, "log", lambda data, **kw: logged.append(data))
-    callback = SNNConversionCallback(timesteps=4, out_dir=tmp_path)
+    callback = SNNConversionCallback(SNNConfig(timesteps=4), out_dir=tmp_path)
     trainer = _trainer(
         tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=logger,
         callbacks=[callback], enable_checkpointing=False,
     )  # fmt: skip
-    trainer.fit(PETModule(ARCH, levels=[2]), _loader(), _loader(seed=1))
+    trainer.fit(PETModule(ARCH, PETConfig(levels=[2])), _loader(), _loader(seed=1))
     assert any("snn/acc_vs_timestep" in entry for entry in logged)
 
 

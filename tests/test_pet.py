@@ -9,7 +9,14 @@ from conftest import calibrate
 from torch import nn
 
 from spikezip.models import resnet20, small_cnn
-from spikezip.pet import EnsembleLoss, PathBatchNorm, PathQReLU, backward_paths, to_pet
+from spikezip.pet import (
+    EnsembleLoss,
+    PathBatchNorm,
+    PathQReLU,
+    PETConfig,
+    backward_paths,
+    to_pet,
+)
 from spikezip.quant import QReLU, to_qann
 from spikezip.snn import check_equivalence, to_snn
 
@@ -154,9 +161,9 @@ def test_to_pet_refuses_an_ann_and_bad_options():
         to_pet(small_cnn())
     with pytest.raises(ValueError, match="levels must be"):
         to_pet(_bn_net(), [8, 0])
-    with pytest.raises(ValueError, match="scale_sharing must be one of"):
+    with pytest.raises(ValueError, match="scale_sharing='shared' is not valid"):
         to_pet(_bn_net(), scale_sharing="shared")
-    with pytest.raises(ValueError, match="bn_sharing must be one of"):
+    with pytest.raises(ValueError, match="bn_sharing='x' is not valid"):
         to_pet(_bn_net(), bn_sharing="x")
 
 
@@ -196,24 +203,26 @@ def test_loss_equals_hand_computed_value(main_label, sub_label, alpha, tau):
     expected = term(LOGITS[0], main_label) + alpha * (
         4 / 8 * term(LOGITS[1], sub_label) + 2 / 8 * term(LOGITS[2], sub_label)
     )
-    loss = EnsembleLoss(alpha, sub_label, tau, main_label, levels=levels)
+    config = PETConfig(
+        levels=levels, alpha=alpha, sub_label=sub_label, main_label=main_label, temperature=tau
+    )
+    loss = EnsembleLoss(config)
     assert loss(LOGITS, TARGETS, TEACHER).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_loss_errors():
     with pytest.raises(ValueError, match="needs the teacher"):
-        EnsembleLoss(levels=[8])(LOGITS[:1], TARGETS, None)
-    with pytest.raises(ValueError, match="got 3 paths but levels"):
-        EnsembleLoss()(LOGITS, TARGETS, TEACHER)
-    with pytest.raises(ValueError, match="sub_label must be one of"):
-        EnsembleLoss(sub_label="soft+hard")
-    with pytest.raises(ValueError, match="alpha"):
-        EnsembleLoss(alpha=-1)
-    with pytest.raises(ValueError, match="temperature"):
-        EnsembleLoss(temperature=0)
-    assert EnsembleLoss(main_label="hard")(LOGITS[:1], TARGETS).item() == pytest.approx(
-        _hard(LOGITS[0]), rel=1e-6
-    )
+        EnsembleLoss(PETConfig(levels=[8]))(LOGITS[:1], TARGETS, None)
+    with pytest.raises(ValueError, match="got 2 paths for levels"):
+        EnsembleLoss()(LOGITS[:2], TARGETS, TEACHER)
+    with pytest.raises(ValueError, match="sub_label='soft\\+hard' is not valid"):
+        PETConfig(sub_label="soft+hard")
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        PETConfig(alpha=-1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        PETConfig(temperature=0)
+    hard = EnsembleLoss(PETConfig(levels=[8], main_label="hard"))
+    assert hard(LOGITS[:1], TARGETS).item() == pytest.approx(_hard(LOGITS[0]), rel=1e-6)
 
 
 def test_path_by_path_backward_equals_the_joint_loss_gradient():
@@ -221,7 +230,7 @@ def test_path_by_path_backward_equals_the_joint_loss_gradient():
     x, y = torch.randn(16, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (16,))
     pet = to_pet(_bn_net(), [8, 4, 2]).double().train()
     teacher = torch.randn(16, 10, dtype=torch.float64)
-    loss = EnsembleLoss(alpha=0.7, sub_label="mixed", levels=[8, 4, 2])
+    loss = EnsembleLoss(PETConfig(levels=[8, 4, 2], alpha=0.7, sub_label="mixed"))
     pet.forward_paths(x)  # LSQ init, so both runs below start from the same scales
     state = {k: v.clone() for k, v in pet.state_dict().items()}
     joint = loss(pet.forward_paths(x), y, teacher)

@@ -119,6 +119,7 @@ def build_datasets(
     Raises:
         DatasetNotFoundError: files missing under ``root``; says where it looked.
     """
+    name = str(name)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     root = Path(root)

@@ -1,4 +1,4 @@
-"""Lightning wiring: the teacher and PET modules and the SNN conversion callback.
+"""Lightning wiring: the teacher and PET modules, the SNN conversion callback, the pipeline.
 
 The only package of SpikeZIP that imports Lightning.
 """
@@ -6,6 +6,5 @@ The only package of SpikeZIP that imports Lightning.
 from spikezip.lit.callbacks import SNNConversionCallback
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
-from spikezip.optim import OptimizerConfig
 
-__all__ = ["OptimizerConfig", "PETModule", "SNNConversionCallback", "TeacherModule"]
+__all__ = ["PETModule", "SNNConversionCallback", "TeacherModule"]

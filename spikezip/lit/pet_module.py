@@ -10,21 +10,18 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 from torch.fx.experimental.optimization import fuse
-from torchmetrics import MeanMetric
 
+from spikezip.config import to_plain
 from spikezip.models import build_model
-from spikezip.optim import OptimizerConfig, configure
-from spikezip.pet import EnsembleLoss, PathsResult, backward_paths, to_pet
+from spikezip.optim import configure
+from spikezip.pet import EnsembleLoss, PathsResult, PETConfig, backward_paths, to_pet
 from spikezip.quant import to_qann
+from spikezip.tasks import task_for
 
 
 def path_names(levels: Sequence[int]) -> list[str]:
-    """Metric suffixes per path: ``l8``, ``l4``, ``l2`` (``l8_1`` for a repeated level)."""
-    names: list[str] = []
-    for n in levels:
-        name = f"l{n}"
-        names.append(name if name not in names else f"{name}_{len(names)}")
-    return names
+    """Metric suffixes per path: ``l8``, ``l4``, ``l2`` (the levels never repeat)."""
+    return [f"l{n}" for n in levels]
 
 
 # The frozen teacher stays in eval mode on purpose; Lightning warns about any such module.
@@ -50,37 +47,37 @@ class PETModule(pl.LightningModule):
     Args:
         arch: ``{"name": ..., "num_classes": ..., ...}`` for
             :func:`spikezip.models.build_model`; rebuilds the network from a checkpoint.
+        config: the PET settings (levels, loss, sharing schemes, optimizer).
         teacher: the trained full-precision ANN; the QANN starts from its weights.
             Omitted when restoring a checkpoint (its weights are in the state dict).
     """
 
     def __init__(
-        self,
-        arch: dict,
-        levels: Sequence[int] = (8, 4, 2),
-        scale_sharing: str = "share",
-        bn_sharing: str = "share",
-        alpha: float = 1.0,
-        sub_label: str = "soft",
-        main_label: str = "soft",
-        temperature: float = 1.0,
-        optimizer: dict | None = None,
-        teacher: nn.Module | None = None,
+        self, arch: dict, config: PETConfig | dict | None = None, teacher: nn.Module | None = None
     ):
         super().__init__()
-        levels = list(levels)
-        self.save_hyperparameters(ignore=["teacher"])
+        if not isinstance(config, PETConfig):
+            config = PETConfig(**(config or {}))
+        self.save_hyperparameters({"arch": arch, "pet": to_plain(config)})
+        self.config = config
+        levels = config.levels
         teacher = copy.deepcopy(teacher) if teacher is not None else build_model(**arch)
-        self.pet = to_pet(to_qann(teacher, levels[0]), levels, scale_sharing, bn_sharing)
+        self.pet = to_pet(
+            to_qann(teacher, levels[0]),
+            levels,
+            scale_sharing=config.scale_sharing,
+            bn_sharing=config.bn_sharing,
+        )
         self.teacher = teacher.eval().requires_grad_(False)
-        self.loss = EnsembleLoss(alpha, sub_label, temperature, main_label, levels=levels)
-        self.optim = OptimizerConfig.of(optimizer)
+        task = task_for(arch)
+        self.loss = EnsembleLoss(config, task)
+        self.optim = config.optimizer
         self.names = path_names(levels)
         self.automatic_optimization = False  # see training_step
         keys = [f"{stage}_{name}" for stage in ("train", "val") for name in self.names]
         # val/acc repeats the major path's accuracy under a name that does not depend on
         # the levels (for checkpoint monitoring); a metric object is logged under one name.
-        self.accuracy = nn.ModuleDict({key: MeanMetric() for key in [*keys, "val_major"]})
+        self.accuracy = nn.ModuleDict({key: task.metric() for key in [*keys, "val_major"]})
 
     def on_fit_start(self) -> None:
         # The teacher never changes while it teaches: an inference copy with batch-norm
@@ -113,7 +110,7 @@ class PETModule(pl.LightningModule):
         self.log(f"{stage}/loss", result.loss, prog_bar=stage == "train", **log)
         for name, logits, term in zip(self.names, result.logits, result.terms, strict=True):
             metric = self.accuracy[f"{stage}_{name}"]
-            metric.update((logits.argmax(-1) == y).float())
+            metric.update(logits, y)
             self.log(f"{stage}/loss_{name}", term, **log)
             self.log(f"{stage}/acc_{name}", metric, prog_bar=name == self.names[0], **log)
 
@@ -143,7 +140,7 @@ class PETModule(pl.LightningModule):
         logits = self.pet.forward_paths(x)
         terms = self.loss.per_path(logits, y, self.teacher_logits(x))
         self._log_paths("val", y, PathsResult(self.loss.combine(terms), terms, logits))
-        self.accuracy["val_major"].update((logits[0].argmax(-1) == y).float())
+        self.accuracy["val_major"].update(logits[0], y)
         self.log("val/acc", self.accuracy["val_major"], on_epoch=True, on_step=False)
 
     def configure_optimizers(self):

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
+from spikezip.config import to_plain
 from spikezip.models import build_model
 from spikezip.optim import OptimizerConfig, configure
+from spikezip.tasks import task_for
 
 
 class TeacherModule(pl.LightningModule):
-    """Cross-entropy training of ``build_model(**arch)``; logs ``teacher/train/loss``,
-    ``teacher/val/acc`` and so on (prefixed, so they never mix with PET's curves when one
-    logger follows both stages).
+    """Supervised training of ``build_model(**arch)`` with its task's loss (cross-entropy
+    for a classifier); logs ``teacher/train/loss``, ``teacher/val/acc`` and so on
+    (prefixed, so they never mix with PET's curves when one logger follows both stages).
 
     Args:
         arch: ``{"name": "small", "num_classes": 10, ...}``, the keyword arguments of
             :func:`spikezip.models.build_model`.
+        optimizer: the optimizer settings (default: SGD, cosine schedule).
     """
 
-    def __init__(self, arch: dict, optimizer: dict | None = None):
+    def __init__(self, arch: dict, optimizer: OptimizerConfig | dict | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        if not isinstance(optimizer, OptimizerConfig):
+            optimizer = OptimizerConfig(**(optimizer or {}))
+        self.save_hyperparameters({"arch": arch, "optimizer": to_plain(optimizer)})
         self.model = build_model(**arch)
-        self.optim = OptimizerConfig.of(optimizer)
-        self.accuracy = nn.ModuleDict({f"{stage}_acc": MeanMetric() for stage in ("train", "val")})
+        self.optim = optimizer
+        self.task = task_for(arch)
+        self.accuracy = nn.ModuleDict({f"{s}_acc": self.task.metric() for s in ("train", "val")})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -34,8 +38,8 @@ class TeacherModule(pl.LightningModule):
     def _step(self, batch, stage: str) -> Tensor:
         x, y = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        self.accuracy[f"{stage}_acc"].update((logits.argmax(-1) == y).float())
+        loss = self.task.loss(logits, y)
+        self.accuracy[f"{stage}_acc"].update(logits, y)
         log = {"on_epoch": True, "on_step": False}
         self.log(f"teacher/{stage}/loss", loss, prog_bar=stage == "train", **log)
         self.log(f"teacher/{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True, **log)

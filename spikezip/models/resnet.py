@@ -100,25 +100,21 @@ def resnet20(
     return ResNet([3, 3, 3], num_classes, "cifar", rcr, width, in_channels)
 
 
-def resnet18(
-    num_classes: int = 1000,
-    rcr: bool = False,
-    width: float = 1.0,
-    in_channels: int = 3,
-    pretrained: bool = False,
-) -> ResNet:
-    """ImageNet ResNet-18; ``pretrained=True`` loads torchvision's weights."""
-    model = ResNet([2, 2, 2, 2], num_classes, "imagenet", rcr, width, in_channels)
-    return load_torchvision_weights(model, "resnet18") if pretrained else model
+def _imagenet_resnet(name: str, blocks: list[int]):
+    def build(
+        num_classes: int = 1000,
+        rcr: bool = False,
+        width: float = 1.0,
+        in_channels: int = 3,
+        pretrained: bool = False,
+    ) -> ResNet:
+        model = ResNet(blocks, num_classes, "imagenet", rcr, width, in_channels)
+        return load_torchvision_weights(model, name) if pretrained else model
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"ImageNet {name}; ``pretrained=True`` loads torchvision's weights."
+    return build
 
 
-def resnet34(
-    num_classes: int = 1000,
-    rcr: bool = False,
-    width: float = 1.0,
-    in_channels: int = 3,
-    pretrained: bool = False,
-) -> ResNet:
-    """ImageNet ResNet-34; ``pretrained=True`` loads torchvision's weights."""
-    model = ResNet([3, 4, 6, 3], num_classes, "imagenet", rcr, width, in_channels)
-    return load_torchvision_weights(model, "resnet34") if pretrained else model
+resnet18 = _imagenet_resnet("resnet18", [2, 2, 2, 2])
+resnet34 = _imagenet_resnet("resnet34", [3, 4, 6, 3])

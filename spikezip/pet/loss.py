@@ -4,78 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-LABELS = ("soft", "hard", "mixed")
+from spikezip.pet.config import Label, PETConfig
+from spikezip.tasks import Classification, Task
 
 
 class EnsembleLoss(nn.Module):
     """``L = L_mp + alpha * sum_i (n_i / n_mp) * L_i`` over the sub-paths i.
 
-    Each term is, by its label type: ``soft``, distillation
-    ``KL(softmax(teacher / tau) || softmax(logits / tau)) * tau^2`` (batch mean);
-    ``hard``, cross-entropy with the labels; ``mixed``, their sum. ``main_label`` sets the
-    major path's term (the paper: soft, from the full-precision teacher), ``sub_label``
-    the sub-paths'.
-
-    Args:
-        levels: the paths' levels, major path first; needed for the ``n_i / n_mp`` weights
-            when there are sub-paths.
+    Each term is, by its label type: ``soft``, the task's distillation from the teacher
+    (for classification ``KL(softmax(teacher / tau) || softmax(logits / tau)) * tau^2``);
+    ``hard``, the task's loss against the labels (cross-entropy); ``mixed``, their sum.
+    ``config.main_label`` sets the major path's term (the paper: soft, from the
+    full-precision teacher), ``config.sub_label`` the sub-paths'. ``config.levels`` gives
+    the ``n_i / n_mp`` weights.
     """
 
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        sub_label: str = "soft",
-        temperature: float = 1.0,
-        main_label: str = "soft",
-        levels: Sequence[int] | None = None,
-    ):
+    def __init__(self, config: PETConfig | None = None, task: Task | None = None):
         super().__init__()
-        for name, value in (("sub_label", sub_label), ("main_label", main_label)):
-            if value not in LABELS:
-                raise ValueError(f"{name} must be one of {LABELS}, got {value!r}")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.alpha, self.temperature = float(alpha), float(temperature)
-        self.sub_label, self.main_label = sub_label, main_label
-        self.levels = list(levels) if levels is not None else None
+        self.config = config or PETConfig()
+        self.task = task or Classification()
 
-    def term(self, logits: Tensor, targets: Tensor, teacher: Tensor | None, label: str) -> Tensor:
+    @property
+    def levels(self) -> list[int]:
+        return self.config.levels
+
+    def term(self, logits: Tensor, targets: Tensor, teacher: Tensor | None, label: Label) -> Tensor:
         """One path's loss for label type ``label``."""
-        loss = logits.new_zeros(())
-        if label in ("hard", "mixed"):
-            loss = loss + F.cross_entropy(logits, targets)
-        if label in ("soft", "mixed"):
+        terms = []
+        if label in (Label.hard, Label.mixed):
+            terms.append(self.task.loss(logits, targets))
+        if label in (Label.soft, Label.mixed):
             if teacher is None:
-                raise ValueError(f"label type {label!r} needs the teacher's logits")
-            tau = self.temperature
-            kl = F.kl_div(
-                F.log_softmax(logits / tau, -1),
-                F.log_softmax(teacher.detach() / tau, -1),
-                reduction="batchmean",
-                log_target=True,
-            )
-            loss = loss + kl * tau**2
-        return loss
+                raise ValueError(f"label type {label.value!r} needs the teacher's logits")
+            terms.append(self.task.distillation(logits, teacher, self.config.temperature))
+        return sum(terms[1:], terms[0])
 
-    def labels(self, paths: int) -> list[str]:
+    def labels(self, paths: int) -> list[Label]:
         """Label type of each path's term, major path first."""
-        return [self.main_label] + [self.sub_label] * (paths - 1)
+        return [self.config.main_label] + [self.config.sub_label] * (paths - 1)
 
     def weights(self, paths: int) -> list[float]:
         """Each path's weight in eq. 6: 1 for the major path, ``alpha * n_i / n_mp`` after."""
-        if paths == 1:
-            return [1.0]
-        if self.levels is None or len(self.levels) != paths:
-            raise ValueError(
-                f"EnsembleLoss got {paths} paths but levels={self.levels}; pass the "
-                "paths' levels (major first) to weight the sub-paths by n_i / n_mp"
-            )
-        return [1.0] + [self.alpha * n_i / self.levels[0] for n_i in self.levels[1:]]
+        if paths != len(self.levels):
+            raise ValueError(f"EnsembleLoss got {paths} paths for levels {self.levels}")
+        return [1.0] + [self.config.alpha * n_i / self.levels[0] for n_i in self.levels[1:]]
 
     def per_path(
         self, path_logits: Sequence[Tensor], targets: Tensor, teacher_logits: Tensor | None

@@ -16,10 +16,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from spikezip.quant.qrelu import QReLU, check_levels, lsq_init_scale, lsq_quantize
-from spikezip.tracing import set_submodule
-
-SHARING = ("share", "identical", "independent")
+from spikezip.pet.config import Sharing, check_path_levels
+from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize
+from spikezip.settings import choice
 
 
 class PathSelector:
@@ -39,23 +38,23 @@ class PathQReLU(nn.Module):
     """
 
     def __init__(
-        self, levels: Sequence[int], sharing: str, selector: PathSelector, scale: float | None
+        self, levels: Sequence[int], sharing: Sharing, selector: PathSelector, scale: float | None
     ):
         super().__init__()
         self.levels = list(levels)
-        self.sharing = sharing
+        self.sharing = Sharing(sharing)
         self.selector = selector
-        count = len(self.levels) if sharing == "independent" else 1
+        count = len(self.levels) if self.sharing is Sharing.independent else 1
         init = 1.0 if scale is None else float(scale)
         self.scales = nn.ParameterList([nn.Parameter(torch.tensor(init)) for _ in range(count)])
         self.register_buffer("initialized", torch.full((count,), scale is not None))
 
     def _param_index(self, path: int) -> int:
-        return path if self.sharing == "independent" else 0
+        return path if self.sharing is Sharing.independent else 0
 
     def _ratio(self, path: int) -> float:
         """step_i / s: exactly 1.0 for the major path, so its step is s itself."""
-        return self.levels[0] / self.levels[path] if self.sharing == "share" else 1.0
+        return self.levels[0] / self.levels[path] if self.sharing is Sharing.share else 1.0
 
     def step(self, path: int) -> Tensor:
         """Quantization step of ``path`` (differentiable in the learned scale)."""
@@ -78,7 +77,7 @@ class PathQReLU(nn.Module):
         return q
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, sharing={self.sharing}"
+        return f"levels={self.levels}, sharing={self.sharing.value}"
 
 
 class PathBatchNorm(nn.Module):
@@ -88,25 +87,25 @@ class PathBatchNorm(nn.Module):
     ``identical``: one batch-norm used by every path; ``independent``: one per path.
     """
 
-    def __init__(self, bn: nn.Module, paths: int, sharing: str, selector: PathSelector):
+    def __init__(self, bn: nn.Module, paths: int, sharing: Sharing, selector: PathSelector):
         super().__init__()
-        self.sharing = sharing
+        self.sharing = Sharing(sharing)
         self.selector = selector
-        count = 1 if sharing == "identical" else paths
+        count = 1 if self.sharing is Sharing.identical else paths
         norms = [copy.deepcopy(bn) for _ in range(count)]
-        if sharing == "share" and bn.affine:
+        if self.sharing is Sharing.share and bn.affine:
             for norm in norms[1:]:
                 norm.weight, norm.bias = norms[0].weight, norms[0].bias
         self.norms = nn.ModuleList(norms)
 
     def norm(self, path: int) -> nn.Module:
-        return self.norms[0 if self.sharing == "identical" else path]
+        return self.norms[0 if self.sharing is Sharing.identical else path]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(self.selector.index)(x)
 
     def extra_repr(self) -> str:
-        return f"sharing={self.sharing}"
+        return f"sharing={self.sharing.value}"
 
 
 class PETModel(nn.Module):
@@ -154,30 +153,18 @@ class PETModel(nn.Module):
         exported = copy.deepcopy(self.net)
         for name, module in list(exported.named_modules()):
             if isinstance(module, PathQReLU):
-                set_submodule(exported, name, module.export(0))
+                exported.set_submodule(name, module.export(0))
             elif isinstance(module, PathBatchNorm):
-                set_submodule(exported, name, copy.deepcopy(module.norm(0)))
+                exported.set_submodule(name, copy.deepcopy(module.norm(0)))
         return exported.eval()
-
-
-def _check_levels(levels: Sequence[int]) -> list[int]:
-    levels = list(levels)
-    if not levels:
-        raise ValueError("levels must be a non-empty list: the major path's n first")
-    return [check_levels(n) for n in levels]
-
-
-def _check_sharing(name: str, value: str) -> str:
-    if value not in SHARING:
-        raise ValueError(f"{name} must be one of {SHARING}, got {value!r}")
-    return value
 
 
 def to_pet(
     qann: nn.Module,
     levels: Sequence[int] = (8, 4, 2),
-    scale_sharing: str = "share",
-    bn_sharing: str = "share",
+    *,
+    scale_sharing: Sharing | str = Sharing.share,
+    bn_sharing: Sharing | str = Sharing.share,
 ) -> PETModel:
     """Wrap a copy of ``qann`` for paths-ensemble training.
 
@@ -186,9 +173,9 @@ def to_pet(
     :class:`PathQReLU` (keeping its learned scale, if any, as the major path's step) and
     every batch-norm a :class:`PathBatchNorm`.
     """
-    levels = _check_levels(levels)
-    _check_sharing("scale_sharing", scale_sharing)
-    _check_sharing("bn_sharing", bn_sharing)
+    levels = check_path_levels(levels)
+    scale_sharing = choice("scale_sharing", scale_sharing, Sharing)
+    bn_sharing = choice("bn_sharing", bn_sharing, Sharing)
     left = [n for n, m in qann.named_modules() if isinstance(m, (nn.ReLU, nn.MaxPool2d))]
     if left or not any(isinstance(m, QReLU) for m in qann.modules()):
         where = f" ('{left[0]}' is still a {type(qann.get_submodule(left[0])).__name__})"
@@ -201,7 +188,7 @@ def to_pet(
     for name, module in list(net.named_modules()):
         if isinstance(module, QReLU):
             scale = module.scale.item() if bool(module.initialized) else None
-            set_submodule(net, name, PathQReLU(levels, scale_sharing, selector, scale))
+            net.set_submodule(name, PathQReLU(levels, scale_sharing, selector, scale))
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            set_submodule(net, name, PathBatchNorm(module, len(levels), bn_sharing, selector))
+            net.set_submodule(name, PathBatchNorm(module, len(levels), bn_sharing, selector))
     return PETModel(net, levels, selector)

@@ -12,7 +12,6 @@ from spikezip.tracing import (
     UnsupportedLayerError,
     describe,
     hidden_nonlinearities,
-    set_submodule,
     shared_call_sites,
     trace,
 )
@@ -115,5 +114,5 @@ def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Mod
     for name, module in list(qann.named_modules()):
         replacement = _morph_module(name, module, levels, scale)
         if replacement is not None:
-            set_submodule(qann, name, replacement)
+            qann.set_submodule(name, replacement)
     return qann

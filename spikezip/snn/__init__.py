@@ -1,23 +1,31 @@
-"""Spiking network: ST-BIF neurons, exact QANN -> SNN conversion, simulation, checks."""
+"""Spiking network: neurons, exact QANN -> SNN conversion, simulation, checks, measurement."""
 
-from spikezip.snn.convert import ENCODINGS, to_snn
+from spikezip.snn.convert import ST_BIF, NeuronRule, to_snn
+from spikezip.snn.encoding import Encoding, Release
 from spikezip.snn.equivalence import EquivalenceReport, LayerReport, check_equivalence
-from spikezip.snn.evaluate import SNNEvaluation, evaluate_snn
-from spikezip.snn.network import Simulation, SpikingNetwork
-from spikezip.snn.neuron import STBIF, stbif_step
+from spikezip.snn.measure import SNNMeasurement, measure_snn
+from spikezip.snn.network import MAX_TIMESTEPS, Simulation, SpikingNetwork
+from spikezip.snn.neuron import STBIF, IFNeuron, SpikingNeuron, if_step, stbif_step
 from spikezip.tracing import UnsupportedLayerError
 
 __all__ = [
-    "ENCODINGS",
+    "MAX_TIMESTEPS",
+    "ST_BIF",
     "STBIF",
-    "SNNEvaluation",
+    "Encoding",
     "EquivalenceReport",
+    "IFNeuron",
     "LayerReport",
+    "NeuronRule",
+    "Release",
+    "SNNMeasurement",
     "Simulation",
     "SpikingNetwork",
+    "SpikingNeuron",
     "UnsupportedLayerError",
     "check_equivalence",
-    "evaluate_snn",
+    "if_step",
+    "measure_snn",
     "stbif_step",
     "to_snn",
 ]

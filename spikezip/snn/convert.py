@@ -1,29 +1,69 @@
 """QANN -> SNN conversion (paper §3.1 steps 3-4): fuse batch-norm, Q-ReLU -> ST-BIF,
-every affine operator stepped with its bias released evenly over ``T_off = n`` steps."""
+every affine operator stepped with its bias released evenly over ``T_off = n`` steps.
+
+The neuron is a choice of the conversion (:class:`NeuronRule`: which activation becomes
+which neuron), and so is the input/bias regime (:mod:`spikezip.snn.encoding`); the graph
+checks, the batch-norm fusion and the simulator are the same for every choice.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from spikezip.quant.qrelu import QReLU
+from spikezip.settings import choice
+from spikezip.snn.encoding import Encoding, release_for
 from spikezip.snn.layers import SpikingAffine, SpikingBatchNorm
 from spikezip.snn.network import SpikingNetwork
-from spikezip.snn.neuron import STBIF
+from spikezip.snn.neuron import STBIF, SpikingNeuron
 from spikezip.tracing import (
     UnsupportedLayerError,
     describe,
     op_name,
-    set_submodule,
     shared_call_sites,
     trace,
 )
 
-ENCODINGS = ("even", "once")
+
+@dataclass(frozen=True)
+class NeuronRule:
+    """Which ANN activation module becomes a neuron, and how.
+
+    ``build(name, activation)`` returns the neuron layer for the activation at ``name``
+    (raising :class:`UnsupportedLayerError` if it cannot). The activation must have an
+    integer ``levels`` attribute: the even release spreads the input over ``n`` steps.
+    """
+
+    activation: type[nn.Module]
+    build: Callable[[str, nn.Module], SpikingNeuron]
+
+
+def stbif_from_qrelu(name: str, qrelu: nn.Module) -> STBIF:
+    """``QReLU(n, s)`` -> ``STBIF(Vthr=s, S_max=n, V0=s/2)``: exact at equilibrium."""
+    scale = float(qrelu.scale.detach())
+    if not (math.isfinite(scale) and scale > 0):
+        raise UnsupportedLayerError(
+            f"QReLU at '{name}' has scale {scale}: a neuron threshold must be positive "
+            "and finite. Retrain, or set the scale, before converting."
+        )
+    if not bool(qrelu.initialized):
+        warnings.warn(
+            f"QReLU at '{name}' was never trained or initialised (scale {scale}); the SNN "
+            "is exact, but for a network nobody trained.",
+            stacklevel=5,
+        )
+    return STBIF(qrelu.scale.detach(), qrelu.levels)
+
+
+# SpikeZIP's own rule: every Q-ReLU becomes an ST-BIF neuron.
+ST_BIF = NeuronRule(QReLU, stbif_from_qrelu)
 
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -81,27 +121,15 @@ def _fuse_batchnorm(gm: fx.GraphModule) -> None:
             fused = fuse_linear_bn_eval(layer, bn)
         else:
             fused = fuse_conv_bn_eval(layer, bn)
-        set_submodule(gm, prev.target, fused)
+        gm.set_submodule(prev.target, fused)
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)
 
 
-def _convert_module(name: str, module: nn.Module) -> nn.Module | None:
+def _convert_module(name: str, module: nn.Module, neuron: NeuronRule) -> nn.Module | None:
     """The spiking counterpart of one called module, or None to keep it unchanged."""
-    if isinstance(module, QReLU):
-        scale = float(module.scale.detach())
-        if not (math.isfinite(scale) and scale > 0):
-            raise UnsupportedLayerError(
-                f"QReLU at '{name}' has scale {scale}: a neuron threshold must be positive "
-                "and finite. Retrain, or set the scale, before converting."
-            )
-        if not bool(module.initialized):
-            warnings.warn(
-                f"QReLU at '{name}' was never trained or initialised (scale {scale}); the SNN "
-                "is exact, but for a network nobody trained.",
-                stacklevel=4,
-            )
-        return STBIF(module.scale.detach(), module.levels)
+    if isinstance(module, neuron.activation):
+        return neuron.build(name, module)
     if isinstance(module, _WEIGHTED):
         return SpikingAffine(module)
     if isinstance(module, _BATCHNORM):
@@ -119,12 +147,12 @@ def _convert_module(name: str, module: nn.Module) -> nn.Module | None:
         hint = "run spikezip.quant.to_qann first, then train the QANN"
     elif isinstance(module, _MAX_POOL):
         hint = "max-pool is not linear; to_qann morphs it to average-pool before QANN training"
-    elif isinstance(module, STBIF):
+    elif isinstance(module, SpikingNeuron):
         hint = "this network is already spiking"
     else:
         hint = (
-            "only Q-ReLU, conv, linear, batch-norm, average-pool, flatten, dropout and "
-            "identity modules convert exactly"
+            f"only {neuron.activation.__name__}, conv, linear, batch-norm, average-pool, "
+            "flatten, dropout and identity modules convert"
         )
     raise UnsupportedLayerError(
         f"{type(module).__name__} at '{name}' cannot be converted exactly: {hint}."
@@ -162,7 +190,11 @@ def _check_function(node: fx.Node) -> None:
 
 
 def to_snn(
-    qann: nn.Module, encoding: str = "even", release_steps: int | None = None
+    qann: nn.Module,
+    encoding: Encoding | str = Encoding.even,
+    release_steps: int | None = None,
+    *,
+    neuron: NeuronRule = ST_BIF,
 ) -> SpikingNetwork:
     """Convert a QANN (a model whose activations are :class:`QReLU`) to its exact SNN.
 
@@ -176,13 +208,15 @@ def to_snn(
         encoding: ``"even"`` releases input and biases as ``1/n`` shares over steps
             ``1..n`` (the paper's scheme, ``n`` the largest Q-ReLU level); ``"once"``
             releases everything at step 1. Both are exact at equilibrium.
+            ``"constant"`` feeds them whole on every step (rate-coded baselines).
         release_steps: override ``T_off`` for ``"even"``.
+        neuron: which activation becomes which neuron (default: Q-ReLU -> ST-BIF). A
+            baseline supplies its own, e.g. an IF neuron for a clip-floor activation.
 
     Raises:
-        UnsupportedLayerError: a layer or operation that cannot be made exact, named.
+        UnsupportedLayerError: a layer or operation that cannot be converted, named.
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    encoding = choice("encoding", encoding, Encoding)
     model = copy.deepcopy(qann).eval()
     gm = trace(model)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -190,18 +224,19 @@ def to_snn(
         raise UnsupportedLayerError(
             f"the network's forward takes {len(placeholders)} inputs; the SNN encodes exactly one"
         )
-    for name, calls in shared_call_sites(gm, (QReLU,)).items():
+    activation = neuron.activation.__name__
+    for name, calls in shared_call_sites(gm, (neuron.activation,)).items():
         raise UnsupportedLayerError(
-            f"QReLU '{name}' is called at {calls} places in forward(); each call site needs "
-            "its own neuron state. Give every call its own activation module."
+            f"{activation} '{name}' is called at {calls} places in forward(); each call site "
+            "needs its own neuron state. Give every call its own activation module."
         )
-    levels = [m.levels for m in gm.modules() if isinstance(m, QReLU)]
+    levels = [m.levels for m in gm.modules() if isinstance(m, neuron.activation)]
     _fuse_batchnorm(gm)
     for node in list(gm.graph.nodes):
         if node.op == "call_module":
-            new = _convert_module(node.target, gm.get_submodule(node.target))
+            new = _convert_module(node.target, gm.get_submodule(node.target), neuron)
             if new is not None:
-                set_submodule(gm, node.target, new)
+                gm.set_submodule(node.target, new)
         elif node.op in ("call_function", "call_method"):
             _check_function(node)
         elif node.op == "get_attr":
@@ -214,13 +249,9 @@ def to_snn(
             raise UnsupportedLayerError("the network must return a single tensor")
     if not levels:
         raise UnsupportedLayerError(
-            "the network has no QReLU: convert the ANN with spikezip.quant.to_qann and "
-            "train it before building its SNN"
+            f"the network has no {activation}: convert the ANN with spikezip.quant.to_qann "
+            "and train it before building its SNN"
         )
     gm.delete_all_unused_submodules()
     gm.recompile()
-    if release_steps is None:
-        release_steps = max(levels) if encoding == "even" else 1
-    elif encoding == "once":
-        raise ValueError("release_steps applies to encoding='even' only")
-    return SpikingNetwork(gm, release_steps=release_steps, encoding=encoding)
+    return SpikingNetwork(gm, release_for(encoding, max(levels), release_steps), encoding)

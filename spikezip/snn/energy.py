@@ -11,7 +11,7 @@ synapses and are not counted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +19,9 @@ from torch import Tensor, fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from spikezip.snn.layers import SpikingAffine, SpikingBatchNorm
+from spikezip.snn.measure import ReduceSum, sum_across
 from spikezip.snn.network import SpikingNetwork
-from spikezip.snn.neuron import STBIF
+from spikezip.snn.neuron import SpikingNeuron
 
 INPUT = "<input>"
 
@@ -62,7 +63,7 @@ class _FanoutInterpreter(fx.Interpreter):
     def call_module(self, target, args, kwargs):
         m = self.fetch_attr(target)
         x = args[0]
-        if isinstance(m, STBIF):
+        if isinstance(m, SpikingNeuron):
             return self._source(x) if target == self.source else torch.zeros_like(x)
         if isinstance(m, SpikingAffine):
             layer = m.layer
@@ -81,9 +82,13 @@ class _FanoutInterpreter(fx.Interpreter):
             )
         if isinstance(m, nn.AvgPool1d):
             pooled = F.avg_pool2d(
-                x.unsqueeze(-2), (1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]),
-                m.ceil_mode, divisor_override=1,
-            )  # fmt: skip
+                x.unsqueeze(-2),
+                (1, m.kernel_size[0]),
+                (1, m.stride[0]),
+                (0, m.padding[0]),
+                m.ceil_mode,
+                divisor_override=1,
+            )
             return pooled.squeeze(-2)
         if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
             out = m(x)
@@ -151,106 +156,80 @@ def ann_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-@dataclass
-class EnergyMeter:
-    """Counts SOPs per neuron layer and step during :func:`spikezip.snn.evaluate_snn`.
+@dataclass(frozen=True)
+class EnergyConstants:
+    """Joules per operation: 77 fJ per synaptic operation (the ROLLS chip, as the paper
+    uses) and 12.5 pJ per FLOP."""
 
-    Attributes after the evaluation (per inference, i.e. averaged over samples):
-    ``sop_per_layer[name]`` ``[T]`` SOPs in step T; ``first_layer_flops`` ``[T]``.
-    """
-
-    snn: SpikingNetwork
-    input_shape: tuple[int, ...]
-    timesteps: int
     joules_per_sop: float = 77e-15
     joules_per_flop: float = 12.5e-12
-    fanouts: dict[str, Tensor] = field(init=False)
-    input_macs: float = field(init=False)
 
     def __post_init__(self):
-        self.fanouts = {
-            name: fanout(self.snn, self.input_shape, name)[0] for name in self.snn.neurons
-        }
-        self.input_macs = fanout(self.snn, self.input_shape, INPUT)[1]
-        self._sops = {
-            name: torch.zeros(self.timesteps, dtype=torch.float64) for name in self.fanouts
-        }
-        self.samples = 0
+        for name in ("joules_per_sop", "joules_per_flop"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
 
-    def begin_batch(self, qann: nn.Module, x: Tensor) -> None:
+
+class EnergyMeter:
+    """Counts SOPs per neuron layer and step during :func:`spikezip.snn.measure_snn`.
+
+    After the measurement, :meth:`result` gives the energy per inference (averaged over
+    samples) at every T. Input shape: one sample's, e.g. ``(1, 28, 28)``.
+    """
+
+    needs_activations = False
+
+    def __init__(
+        self,
+        snn: SpikingNetwork,
+        input_shape: tuple[int, ...],
+        timesteps: int,
+        constants: EnergyConstants | None = None,
+    ):
+        self.snn, self.timesteps = snn, timesteps
+        self.constants = constants or EnergyConstants()
+        self.fanouts = {name: fanout(snn, input_shape, name)[0] for name in snn.neurons}
+        self.input_macs = fanout(snn, input_shape, INPUT)[1]
+        self.sops = {name: torch.zeros(timesteps, dtype=torch.float64) for name in self.fanouts}
+        self.samples = torch.zeros((), dtype=torch.float64)
+
+    def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
         self.samples += len(x)
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
         # Counts stay on the simulation's device: no host sync in the per-step loop.
-        self._sops = {k: v.to(x.device) for k, v in self._sops.items()}
+        self.sops = {k: v.to(x.device) for k, v in self.sops.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
         for name, neuron in snn.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
-            self._sops[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
+            self.sops[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
 
-    def result(self, ann_flops_per_inference: int, release_steps: int) -> dict:
+    def reduce(self, reduce_sum: ReduceSum) -> None:
+        """Sum the counts over processes, in place."""
+        names = list(self.sops)
+        *sops, self.samples = sum_across([*self.sops.values(), self.samples], reduce_sum)
+        self.sops = dict(zip(names, sops, strict=True))
+
+    def result(self, ann_flops_per_inference: int) -> dict:
         """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs and joules."""
-        sops = {name: v.cpu() for name, v in self._sops.items()}
-        per_step = sum(sops.values()) / max(self.samples, 1)
+        samples = max(float(self.samples), 1.0)
+        sops = {name: v.cpu() for name, v in self.sops.items()}
+        per_step = sum(sops.values()) / samples
         sop = torch.cumsum(per_step, 0)
-        steps = torch.arange(1, self.timesteps + 1, dtype=torch.float64)
-        first_flops = 2 * self.input_macs * torch.clamp(steps, max=release_steps)
-        joules = sop * self.joules_per_sop + first_flops * self.joules_per_flop
+        released = [self.snn.release.released_steps(t) for t in range(1, self.timesteps + 1)]
+        first_flops = 2 * self.input_macs * torch.tensor(released, dtype=torch.float64)
+        c = self.constants
+        joules = sop * c.joules_per_sop + first_flops * c.joules_per_flop
         return {
-            "joules_per_sop": self.joules_per_sop,
-            "joules_per_flop": self.joules_per_flop,
+            "joules_per_sop": c.joules_per_sop,
+            "joules_per_flop": c.joules_per_flop,
             "sop": sop.tolist(),
             "first_layer_flops": first_flops.tolist(),
             "snn_joules": joules.tolist(),
             "ann_flops": ann_flops_per_inference,
-            "ann_joules": ann_flops_per_inference * self.joules_per_flop,
-            "sop_per_layer": {
-                name: float(v.sum()) / max(self.samples, 1) for name, v in sops.items()
-            },
+            "ann_joules": ann_flops_per_inference * c.joules_per_flop,
+            "sop_per_layer": {name: float(v.sum()) / samples for name, v in sops.items()},
         }
-
-
-@dataclass
-class FeatureMapMeter:
-    """Per neuron layer, the L1 distance between the SNN's accumulated output and the
-    QANN's activation at every T (paper Fig. 5 right), averaged over samples."""
-
-    snn: SpikingNetwork
-    timesteps: int
-    distances: dict[str, Tensor] = field(init=False)
-
-    def __post_init__(self):
-        self.distances = {
-            name: torch.zeros(self.timesteps, dtype=torch.float64) for name in self.snn.neurons
-        }
-        self.samples = 0
-
-    def begin_batch(self, qann: nn.Module, x: Tensor) -> None:
-        from spikezip.quant.qrelu import QReLU
-
-        acts: dict[str, Tensor] = {}
-        hooks = [
-            m.register_forward_hook(lambda _m, _i, out, n=n: acts.__setitem__(n, out))
-            for n, m in qann.named_modules()
-            if isinstance(m, QReLU) and n in self.distances
-        ]
-        try:
-            with torch.no_grad():
-                qann(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        self._acts = acts
-        self.samples += len(x)
-        self.distances = {k: v.to(x.device) for k, v in self.distances.items()}
-
-    def on_step(self, t: int, snn: SpikingNetwork) -> None:
-        if t > self.timesteps:
-            return
-        for name, neuron in snn.neurons.items():
-            self.distances[name][t - 1] += (neuron.accumulated() - self._acts[name]).abs().sum()
-
-    def result(self) -> dict[str, list[float]]:
-        return {k: (v.cpu() / max(self.samples, 1)).tolist() for k, v in self.distances.items()}

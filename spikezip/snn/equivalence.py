@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from spikezip.quant.qrelu import QReLU
-from spikezip.snn.network import SpikingNetwork
+from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
+from spikezip.snn.reference import run_with_activations
 
 
 @dataclass
@@ -49,10 +49,6 @@ class EquivalenceReport:
             and self.agreement == 1.0
         )
 
-    @property
-    def max_layer_diff(self) -> float:
-        return max((layer.max_abs_diff for layer in self.layers), default=0.0)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -82,7 +78,7 @@ def check_equivalence(
     qann: nn.Module,
     snn: SpikingNetwork,
     x: Tensor,
-    max_timesteps: int = 1000,
+    max_timesteps: int = MAX_TIMESTEPS,
     rtol: float | None = None,
 ) -> EquivalenceReport:
     """Run the QANN once and the SNN to equilibrium on ``x`` and compare them.
@@ -96,28 +92,14 @@ def check_equivalence(
         max_timesteps: simulation budget to reach equilibrium.
         rtol: output tolerance; default 1e-9 for float64, 1e-4 otherwise.
     """
-    activations: dict[str, Tensor] = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out, name=name: activations.__setitem__(name, out))
-        for name, m in qann.named_modules()
-        if isinstance(m, QReLU)
-    ]
-    was_training = qann.training
-    try:
-        qann.eval()
-        expected = qann(x)
-    finally:
-        qann.train(was_training)
-        for h in hooks:
-            h.remove()
-
+    neurons = snn.neurons
+    expected, activations = run_with_activations(qann, x, neurons)
     sim = snn.run(x, max_timesteps, stop_at_equilibrium=True)
-    got = sim.final
+    steps = sim.timesteps
+    got = snn.release.estimate(sim.final, steps)
     layers = []
-    for name, neuron in snn.neurons.items():
-        if name not in activations:
-            raise KeyError(f"SNN neuron layer '{name}' has no Q-ReLU of that name in the QANN")
-        diff = (neuron.accumulated() - activations[name]).abs()
+    for name, neuron in neurons.items():
+        diff = (snn.release.estimate(neuron.accumulated(), steps) - activations[name]).abs()
         layers.append(
             LayerReport(
                 name=name,

@@ -1,4 +1,4 @@
-"""Affine layers stepped in time, with their bias released over the first steps (paper §3.2)."""
+"""Affine layers stepped in time, their bias released as the input is (paper §3.2)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from torch import Tensor, nn
 
 
 class ReleasedBias(nn.Module):
-    """Base of layers ``L(x) = A x + b`` run as ``A x_t + b / T_off`` for ``t <= T_off``.
+    """Base of layers ``L(x) = A x + b`` run as ``A x_t + b / d`` on the steps that
+    release input (see :class:`spikezip.snn.encoding.Release`), ``A x_t`` on the others.
 
-    Summed over the steps this gives ``A (sum x_t) + b``: the QANN layer applied to the
-    total input. The simulator calls :meth:`begin` before a run and sets ``releasing``
-    for each step.
+    With the even release (``d = T_off`` on steps ``1..T_off``) the steps sum to
+    ``A (sum x_t) + b``: the QANN layer applied to the total input. The simulator calls
+    :meth:`begin` before a run and sets ``releasing`` for each step.
     """
 
     spikezip_leaf = True
@@ -25,9 +26,9 @@ class ReleasedBias(nn.Module):
         self.releasing = False
         self._share: Tensor | None = None
 
-    def begin(self, release_steps: int) -> None:
-        """Precompute the per-step share ``b / T_off`` for the coming run."""
-        self._share = self.bias / release_steps
+    def begin(self, divisor: int) -> None:
+        """Precompute the bias released per step, ``b / divisor``, for the coming run."""
+        self._share = self.bias / divisor
 
 
 class SpikingAffine(ReleasedBias):

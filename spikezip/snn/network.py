@@ -9,8 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
+from spikezip.snn.encoding import Encoding, Release
 from spikezip.snn.layers import ReleasedBias
-from spikezip.snn.neuron import STBIF
+from spikezip.snn.neuron import SpikingNeuron
+
+# The one default budget of steps to reach equilibrium (conversion proof and evaluation).
+MAX_TIMESTEPS = 1000
 
 
 @dataclass
@@ -48,27 +52,31 @@ class Simulation:
 class SpikingNetwork(nn.Module):
     """An SNN produced by :func:`spikezip.snn.to_snn`.
 
-    Input ``X0`` of shape ``[B, ...]`` is released as ``X0 / T_off`` on steps ``1..T_off``
-    (every bias likewise) and zero after. Each step runs the whole graph once: neurons
-    emit at most one spike per step and pass ``spike * Vthr`` on in the same step.
-    The accumulated output at equilibrium equals the QANN's output.
+    Input ``X0`` of shape ``[B, ...]`` enters as its :class:`Release` says: for the
+    paper's ``even`` encoding ``X0 / T_off`` on steps ``1..T_off`` (every bias likewise)
+    and zero after. Each step runs the whole graph once: neurons emit at most one spike
+    per step and pass ``spike * Vthr`` on in the same step. With ST-BIF neurons the
+    accumulated output at equilibrium equals the QANN's output.
 
     Neuron state is reset at the start of every simulation, so two runs on the same input
     give identical results.
     """
 
-    def __init__(self, graph: fx.GraphModule, release_steps: int, encoding: str = "even"):
+    def __init__(self, graph: fx.GraphModule, release: Release, encoding: Encoding | str):
         super().__init__()
-        if release_steps < 1:
-            raise ValueError(f"release_steps must be >= 1, got {release_steps}")
         self.graph = graph
-        self.release_steps = int(release_steps)
-        self.encoding = encoding
+        self.release = release
+        self.encoding = Encoding(encoding)
 
     @property
-    def neurons(self) -> dict[str, STBIF]:
-        """Neuron layers by their name in the QANN (the Q-ReLU they replace)."""
-        return {n: m for n, m in self.graph.named_modules() if isinstance(m, STBIF)}
+    def release_steps(self) -> int | None:
+        """``T_off``: the steps that receive input (None: every step)."""
+        return self.release.steps
+
+    @property
+    def neurons(self) -> dict[str, SpikingNeuron]:
+        """Neuron layers by their name in the QANN (the activation they replace)."""
+        return {n: m for n, m in self.graph.named_modules() if isinstance(m, SpikingNeuron)}
 
     def _released(self) -> list[ReleasedBias]:
         return [m for m in self.graph.modules() if isinstance(m, ReleasedBias)]
@@ -76,7 +84,7 @@ class SpikingNetwork(nn.Module):
     def reset(self) -> None:
         """Reset every neuron's membrane and tracer."""
         for m in self.graph.modules():
-            if isinstance(m, STBIF):
+            if isinstance(m, SpikingNeuron):
                 m.reset()
 
     def _reference(self) -> Tensor | None:
@@ -132,9 +140,10 @@ class SpikingNetwork(nn.Module):
         self.reset()
         released = self._released()
         neurons = self.neurons
+        divisor = self.release.divisor
         for m in released:
-            m.begin(self.release_steps)
-        share, zero = x / self.release_steps, torch.zeros_like(x)
+            m.begin(divisor)
+        share, zero = x / divisor, torch.zeros_like(x)
         batch = x.shape[0]
         t_eq = torch.full((batch,), -1, dtype=torch.long, device=x.device)
         counts: dict[str, list[Tensor]] = {name: [] for name in neurons} if record_spikes else {}
@@ -148,7 +157,7 @@ class SpikingNetwork(nn.Module):
                 for c in counts.values():
                     c.append(torch.zeros_like(c[-1]))
             else:
-                releasing = t <= self.release_steps
+                releasing = self.release.releasing(t)
                 for m in released:
                     m.releasing = releasing
                 y = self.graph(share if releasing else zero)

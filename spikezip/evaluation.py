@@ -1,0 +1,149 @@
+"""Evaluate an SNN on a dataset at every time-step and write its report: what
+``evaluate.py`` does, and the last stage of ``train.py``.
+
+The report (``snn_eval.json``, ``acc_vs_timestep.csv/png``, ``t_eq_hist.png``,
+``energy.png``, optionally ``feature_maps.csv/png``) is built from sums that
+``reduce_sum`` adds over processes, so every process may hold part of the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spikezip.artifacts import load_snn, write_csv, write_json
+from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
+from spikezip.plots import plot_accuracy_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
+from spikezip.snn import SpikingNetwork, measure_snn, to_snn
+from spikezip.snn.energy import EnergyMeter, ann_flops
+from spikezip.snn.feature_maps import FeatureMapMeter
+from spikezip.snn.measure import ReduceSum
+from spikezip.tasks import task_for
+
+
+def write_accuracy_curve(
+    accuracy: Sequence[float], out_dir: str | Path, qann_accuracy: float | None = None
+) -> None:
+    """``acc_vs_timestep.csv`` (columns ``timestep, accuracy``) and its PNG."""
+    out_dir = Path(out_dir)
+    rows = [(t, f"{acc:.6f}") for t, acc in enumerate(accuracy, 1)]
+    write_csv(out_dir / "acc_vs_timestep.csv", ["timestep", "accuracy"], rows)
+    plot_accuracy_curve(accuracy, out_dir / "acc_vs_timestep.png", qann_accuracy)
+
+
+def _write_feature_maps(distances: dict[str, list[float]], out_dir: Path) -> None:
+    names = list(distances)
+    steps = len(next(iter(distances.values()), []))
+    rows = [[t + 1, *(f"{distances[n][t]:.6g}" for n in names)] for t in range(steps)]
+    write_csv(out_dir / "feature_maps.csv", ["timestep", *names], rows)
+    plot_feature_maps(distances, out_dir / "feature_maps.png")
+
+
+def evaluate_snn(
+    snn: SpikingNetwork,
+    qann: nn.Module,
+    metadata: dict,
+    batches: Iterable,
+    out_dir: str | Path,
+    settings: SimulationConfig,
+    *,
+    dtype: DType = DType.float32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    reduce_sum: ReduceSum | None = None,
+    write: bool = True,
+) -> dict:
+    """Measure ``snn`` at every T (one simulation per batch): accuracy, the QANN's
+    accuracy and agreement, T_eq, energy and, with ``settings.feature_maps``, feature-map
+    distances. ``reduce_sum`` adds the sums over processes (None: one process); only
+    the process with ``write`` writes the report into ``out_dir``. Returns the
+    ``snn_eval.json`` content.
+    """
+    out_dir = Path(out_dir)
+    snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
+    input_shape = tuple(metadata["input_shape"])
+    timesteps = settings.timesteps
+    energy = EnergyMeter(snn, input_shape, timesteps, settings.energy)
+    maps = FeatureMapMeter(snn, timesteps) if settings.feature_maps else None
+    meters = [energy] if maps is None else [energy, maps]
+    totals = measure_snn(
+        snn,
+        qann,
+        batches,
+        timesteps=timesteps,
+        max_timesteps=settings.max_timesteps,
+        limit_batches=settings.eval_batches,
+        device=device,
+        progress=progress,
+        meters=meters,
+        task=task_for(metadata["arch"]),
+    )
+    if reduce_sum is not None:
+        totals = totals.reduce(reduce_sum)
+        for meter in meters:
+            meter.reduce(reduce_sum)
+    if totals.count == 0:
+        raise ValueError("the SNN evaluation got no samples: the validation data is empty")
+    t_eq = {t: int(n) for t, n in enumerate(totals.t_eq_counts.tolist()) if n}
+    summary = {
+        "qann_accuracy": totals.qann_accuracy,
+        "snn_accuracy": totals.snn_accuracy,
+        "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
+        "t_eq_max": totals.t_eq_max,
+        "agreement": totals.agreement,
+        "samples": totals.count,
+        "settled": totals.settled,
+        "t_eq_counts": {str(t): n for t, n in t_eq.items()},
+        "timesteps": timesteps,
+        "encoding": snn.encoding.value,
+        "dtype": dtype.value,
+        "energy": energy.result(ann_flops(qann, input_shape)),
+    }
+    if maps is not None:
+        summary["feature_maps"] = maps.result()
+    if write:
+        if maps is not None:
+            _write_feature_maps(summary["feature_maps"], out_dir)
+        write_accuracy_curve(totals.snn_accuracy, out_dir, totals.qann_accuracy)
+        plot_t_eq_histogram(t_eq, totals.count - totals.settled, out_dir / "t_eq_hist.png")
+        plot_energy(summary["energy"], out_dir / "energy.png")
+        write_json(summary, out_dir / "snn_eval.json")
+    return summary
+
+
+def evaluate_file(cfg) -> dict:
+    """``evaluate.py``: :func:`evaluate_snn` of an ``snn.pt`` on a dataset's validation
+    split; the report goes to ``out_dir`` (default: ``<snn.pt's folder>/eval_<data>``)."""
+    from torch.utils.data import DataLoader
+
+    from spikezip.data import build_datasets
+
+    cfg: EvaluateConfig = validate(cfg, EvaluateConfig)
+    device = cfg.trainer.simulation_device()
+    snn, qann, metadata = load_snn(cfg.snn.path)
+    d = cfg.data
+    _, val, info = build_datasets(d.name, d.root, d.download, False, d.seed)
+    shape = [info.in_channels, info.image_size, info.image_size]
+    if shape != list(metadata["input_shape"]):
+        raise ConfigError(
+            f"{cfg.snn.path} takes inputs {metadata['input_shape']} but data={d.name} gives "
+            f"{shape}: pass the dataset it was trained on"
+        )
+    out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
+    if cfg.snn.encoding != snn.encoding:  # the same QANN, released the other way: exact too
+        snn = to_snn(qann, cfg.snn.encoding)
+    loader = DataLoader(val, d.eval_batch_size)
+    return evaluate_snn(
+        snn,
+        qann,
+        metadata,
+        loader,
+        out_dir,
+        cfg.snn,
+        dtype=cfg.snn.dtype,
+        device=device,
+        progress=cfg.trainer.enable_progress_bar,
+    )

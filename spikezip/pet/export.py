@@ -1,0 +1,45 @@
+"""From a PET training checkpoint to the exported QANN, without Lightning or the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from spikezip.artifacts import CheckpointError, load_checkpoint
+from spikezip.models import build_model
+from spikezip.pet.config import PETConfig
+from spikezip.pet.paths import to_pet
+from spikezip.quant import to_qann
+
+
+def export_from_checkpoint(path: str | Path) -> nn.Module:
+    """The major path of the PET model saved in a ``PETModule`` checkpoint, as a plain QANN.
+
+    The network is rebuilt from the checkpoint's hyper-parameters (``arch`` and the
+    ``pet`` settings) and its ``pet.*`` weights; the teacher and optimizer are ignored.
+    """
+    checkpoint = load_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "arch" not in hparams or "pet" not in hparams:
+        raise CheckpointError(
+            f"checkpoint {path} is not a SpikeZIP PET checkpoint: it has no 'arch' / 'pet' "
+            "hyper-parameters"
+        )
+    config = PETConfig(**hparams["pet"])
+    pet = to_pet(
+        to_qann(build_model(**hparams["arch"]), config.levels[0]),
+        config.levels,
+        scale_sharing=config.scale_sharing,
+        bn_sharing=config.bn_sharing,
+    )
+    weights = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("pet.")}
+    consume_prefix_in_state_dict_if_present(weights, "pet.")
+    try:
+        pet.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"checkpoint {path} does not match its own architecture: {err}"
+        ) from err
+    return pet.export_major_path()

@@ -1,0 +1,43 @@
+"""The checks every settings dataclass runs in ``__post_init__``.
+
+Each raises :class:`SettingError` whose message starts with the field's name
+(``alpha must be >= 0, got -1``); :func:`spikezip.config.validate` prefixes the path of
+the config node (``pet.alpha must be ...``), so one check serves the Python API and every
+entry point's config alike.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
+
+
+class Choice(str, Enum):
+    """A closed set of string options: a config schema rejects any other value at
+    composition; members compare equal to, and print as, their value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SettingError(ValueError):
+    """A setting out of range; the message starts with the setting's name."""
+
+
+def choice(name: str, value, options: type[E]) -> E:
+    """``value`` as a member of the enum ``options``, or a SettingError listing them."""
+    try:
+        return options(value)
+    except ValueError:
+        allowed = [o.value for o in options]
+        raise SettingError(f"{name}={value!r} is not valid; choose one of {allowed}") from None
+
+
+def positive(name: str, value, *, zero: bool = False, none: bool = False) -> None:
+    """``value > 0`` (``>= 0`` with ``zero``; None passes with ``none``)."""
+    if value is None and none:
+        return
+    if value is None or isinstance(value, bool) or not (value >= 0 if zero else value > 0):
+        raise SettingError(f"{name} must be {'>= 0' if zero else '> 0'}, got {value!r}")

@@ -1,0 +1,189 @@
+"""An SNN measured over a dataset at every time-step, from one simulation per batch.
+
+Everything measured is a sum over samples (correct counts per T, agreement, a histogram
+of ``T_eq``, the meters' spike and distance totals), so the measurements of several
+processes, each holding part of the data, add up to the measurement of the whole.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+from rich.progress import Progress
+from torch import Tensor, nn
+
+from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
+from spikezip.snn.reference import run_with_activations
+from spikezip.tasks import Classification, Task
+
+# Adds a tensor over all processes (e.g. ``trainer.strategy.reduce(t, reduce_op="sum")``);
+# the identity when one process holds all the data.
+ReduceSum = Callable[[Tensor], Tensor]
+
+
+def sum_across(tensors: Sequence[Tensor], reduce_sum: ReduceSum) -> list[Tensor]:
+    """Each tensor summed over processes, with one collective call for all of them."""
+    flat = torch.cat([t.detach().double().flatten() for t in tensors])
+    flat = reduce_sum(flat.to(tensors[0].device)).cpu()
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start : start + t.numel()].reshape(t.shape).to(t.dtype))
+        start += t.numel()
+    return out
+
+
+class Meter(Protocol):
+    """Something else measured during the same simulation (energy, feature maps).
+
+    ``needs_activations``: whether :meth:`begin_batch` wants the ANN's activations (the
+    ANN then records them in its one forward per batch).
+    """
+
+    needs_activations: bool
+
+    def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None: ...
+
+    def on_step(self, t: int, snn: SpikingNetwork) -> None: ...
+
+    def reduce(self, reduce_sum: ReduceSum) -> None: ...
+
+
+@dataclass
+class SNNMeasurement:
+    """Sums over the samples measured (float64 counts; see :meth:`reduce`).
+
+    Attributes:
+        correct: ``[timesteps]`` samples the SNN got right at ``T = 1..timesteps``.
+        reference_correct: samples the ANN it came from got right.
+        agree: samples whose SNN prediction (at equilibrium, or after the last step
+            simulated where not reached) is the ANN's.
+        samples: samples measured.
+        t_eq_counts: ``[horizon + 1]`` samples that reached equilibrium at ``T_eq = i``;
+            the others never did within the horizon.
+    """
+
+    correct: Tensor
+    reference_correct: Tensor
+    agree: Tensor
+    samples: Tensor
+    t_eq_counts: Tensor
+
+    @classmethod
+    def zeros(cls, timesteps: int, horizon: int) -> SNNMeasurement:
+        z = torch.zeros((), dtype=torch.float64)
+        return cls(
+            torch.zeros(timesteps, dtype=torch.float64),
+            z.clone(),
+            z.clone(),
+            z.clone(),
+            torch.zeros(horizon + 1, dtype=torch.float64),
+        )
+
+    def reduce(self, reduce_sum: ReduceSum) -> SNNMeasurement:
+        """This measurement summed over every process (``reduce_sum`` adds one tensor)."""
+        return SNNMeasurement(
+            *sum_across([getattr(self, f.name) for f in fields(self)], reduce_sum)
+        )
+
+    @property
+    def count(self) -> int:
+        return int(self.samples)
+
+    @property
+    def snn_accuracy(self) -> list[float]:
+        """Accuracy at ``T = 1..timesteps`` (index ``T - 1``)."""
+        return (self.correct / max(self.count, 1)).tolist()
+
+    @property
+    def qann_accuracy(self) -> float:
+        return float(self.reference_correct) / max(self.count, 1)
+
+    @property
+    def agreement(self) -> float:
+        return float(self.agree) / max(self.count, 1)
+
+    @property
+    def settled(self) -> int:
+        """Samples that reached equilibrium."""
+        return int(self.t_eq_counts.sum())
+
+    @property
+    def t_eq_mean(self) -> float:
+        """Mean ``T_eq`` over the samples that reached equilibrium (NaN if none did)."""
+        if not self.settled:
+            return math.nan
+        steps = torch.arange(len(self.t_eq_counts), dtype=torch.float64)
+        return float((steps * self.t_eq_counts).sum()) / self.settled
+
+    @property
+    def t_eq_max(self) -> int:
+        """Largest ``T_eq`` (``-1`` if some sample never reached equilibrium)."""
+        if self.settled < self.count or not self.settled:
+            return -1
+        return int(self.t_eq_counts.nonzero().max())
+
+    def metrics(self, prefix: str = "snn/") -> dict[str, float]:
+        """Flat scalars for loggers: ``acc_t001`` ... per T, T_eq mean / max, agreement."""
+        out = {f"{prefix}acc_t{t:03d}": acc for t, acc in enumerate(self.snn_accuracy, 1)}
+        out[f"{prefix}t_eq_mean"] = self.t_eq_mean
+        out[f"{prefix}t_eq_max"] = float(self.t_eq_max)
+        out[f"{prefix}agreement"] = self.agreement
+        out[f"{prefix}qann_acc"] = self.qann_accuracy
+        return out
+
+
+@torch.no_grad()
+def measure_snn(
+    snn: SpikingNetwork,
+    qann: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    timesteps: int,
+    max_timesteps: int = MAX_TIMESTEPS,
+    limit_batches: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    meters: Sequence[Meter] = (),
+    task: Task | None = None,
+) -> SNNMeasurement:
+    """Accuracy at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
+
+    Each batch is simulated once for ``max(timesteps, max_timesteps)`` steps (steps after
+    every sample settled cost nothing); the curve is read off the accumulated outputs.
+    ``qann`` should be the network ``snn`` came from; it runs once per batch, in eval
+    mode. ``meters`` see every batch and step. Returns this process's sums.
+    """
+    task = task or Classification()
+    horizon = max(timesteps, max_timesteps)
+    dtype = snn.dtype
+    totals = SNNMeasurement.zeros(timesteps, horizon)
+    names = list(snn.neurons) if any(m.needs_activations for m in meters) else []
+    if limit_batches is None and hasattr(batches, "__len__"):
+        limit_batches = len(batches)
+
+    def on_step(t: int, net: SpikingNetwork) -> None:
+        for meter in meters:
+            meter.on_step(t, net)
+
+    with Progress(transient=True, disable=not progress) as bar:
+        task_id = bar.add_task("SNN measurement", total=limit_batches)
+        for i, (x, y) in enumerate(batches):
+            if limit_batches is not None and i >= limit_batches:
+                break
+            x, y = x.to(device=device, dtype=dtype), y.to(device)
+            reference, activations = run_with_activations(qann, x, names)
+            for meter in meters:
+                meter.begin_batch(x, activations)
+            sim = snn.run(x, horizon, on_step=on_step if meters else None)
+            totals.correct += task.correct(sim.outputs[:timesteps], y).double().cpu()
+            totals.reference_correct += float(task.correct(reference, y))
+            totals.agree += float(task.agree(sim.final, reference))
+            totals.samples += len(y)
+            settled = sim.t_eq[sim.t_eq >= 0].cpu()
+            totals.t_eq_counts += torch.bincount(settled, minlength=horizon + 1).double()
+            bar.advance(task_id)
+    return totals
