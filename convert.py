@@ -3,16 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
-from spikezip.config import register_configs
+from spikezip.cli import report_errors, setup
 
-register_configs()
+setup()
 
 
 @hydra.main(config_path="conf", config_name="convert", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from spikezip.conversion import convert_file
 
-    report = convert_file(cfg)
+    report = report_errors(lambda: convert_file(cfg))
     print(f"equivalent: {report['equivalent']}; snn.pt written next to the report")
 
 

@@ -3,18 +3,17 @@
 import hydra
 from omegaconf import DictConfig
 
-from spikezip.config import register_configs
+from spikezip.cli import report_errors, setup
 
-register_configs()
+setup()
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from spikezip.evaluation import evaluate_file
 
-    summary = evaluate_file(cfg)
-    acc = summary["snn_accuracy"]
-    t_eq = summary["t_eq_mean"]
+    summary = report_errors(lambda: evaluate_file(cfg))
+    acc, t_eq = summary["snn_accuracy"], summary["t_eq_mean"]
     print(
         f"QANN {summary['qann_accuracy']:.4f}; SNN at T={len(acc)} {acc[-1]:.4f}; "
         f"agreement {summary['agreement']:.4f}; T_eq mean "

@@ -9,16 +9,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from spikezip.config import register_configs
+from spikezip.cli import report_errors, setup
 
-register_configs()
+setup()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     from spikezip.lit.pipeline import train
 
-    summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    summary = report_errors(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
     return summary["qann_accuracy"]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pickle
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from spikezip.errors import SpikeZIPError
 from spikezip.models import build_model
 from spikezip.quant import to_qann
 from spikezip.snn import SpikingNetwork, to_snn
@@ -30,7 +30,7 @@ QANN_FORMAT = "spikezip-qann/1"
 SNN_FORMAT = "spikezip-snn/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SpikeZIPError, ValueError):
     """A file that is missing, unreadable or not the SpikeZIP file that was expected."""
 
 
@@ -110,7 +110,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
+    except Exception as err:  # torch's unpickler fails on foreign bytes with any exception type
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a PyTorch file: it is {_kind_of(path)}; "
             "expected a file written by torch.save (teacher.ckpt, qann.ckpt, snn.pt, ...)"

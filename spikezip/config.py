@@ -15,11 +15,13 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from spikezip.artifacts import atomic_write
 from spikezip.data.datasets import DATASETS, DatasetInfo
 from spikezip.models import MODELS
 from spikezip.optim import OptimizerConfig
@@ -215,7 +217,7 @@ class TrainConfig:
 class EvalSimulationConfig(SimulationConfig):
     """``evaluate.py``'s SNN: which file, and the simulation settings."""
 
-    path: str = _required("the snn.pt to evaluate: evaluate.py snn.path=outputs/.../snn.pt")
+    path: str = _required("the snn.pt to evaluate: evaluate.py snn.path=outputs/<run>/snn.pt")
     dtype: DType = DType.float32
 
     def __post_init__(self):
@@ -233,7 +235,7 @@ class EvaluateConfig:
 
 @dataclass
 class ConvertConfig:
-    qann: str = _required("the qann.ckpt to convert: convert.py qann=outputs/.../qann.ckpt")
+    qann: str = _required("the qann.ckpt to convert: convert.py qann=outputs/<run>/qann.ckpt")
     out_dir: str | None = None  # default: next to the qann.ckpt
     encoding: Encoding = Encoding.even
     max_timesteps: int = MAX_TIMESTEPS  # budget for the equivalence proof
@@ -269,7 +271,7 @@ def _build(cls: type, node: DictConfig, key: str):
             values[name] = _build(child_type, child, f"{key}{name}.")
         elif OmegaConf.is_missing(node, name):
             what = field_info[name].metadata.get("required", "no default")
-            raise ConfigError(f"{key}{name} is missing: {what}")
+            raise ConfigError(f"{key}{name} is required ({what})")
         elif isinstance(child, (DictConfig, ListConfig)):
             values[name] = OmegaConf.to_container(child, resolve=True)
         else:
@@ -307,30 +309,68 @@ def to_plain(value):
     return value
 
 
-# What a run directory's artifacts depend on: a rerun in the same directory (to resume)
-# must not change these. Epochs, learning rates and batch sizes may change.
-IDENTITY_KEYS = (
-    "seed", "data.name", "data.seed", "model", "teacher.source", "teacher.checkpoint",
-    "pet.levels", "pet.alpha", "pet.sub_label", "pet.main_label", "pet.temperature",
-    "pet.scale_sharing", "pet.bn_sharing",
+# Settings that do not change what a run directory holds (the SNN is converted and
+# measured again on every rerun), so a rerun that resumes the run may change them. Every
+# other setting is part of the run's identity: epochs and learning rates too, since a
+# cosine schedule and a checkpoint belong to one number of epochs.
+NOT_IDENTITY = (
+    "name", "logger", "snn", "data.root", "data.download", "data.num_workers",
+    "data.eval_batch_size", "trainer.accelerator", "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps", "trainer.limit_val_batches", "pet.max_accuracy_drop",
 )  # fmt: skip
 
 
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def run_identity(cfg: TrainConfig) -> dict:
-    """The values of :data:`IDENTITY_KEYS` in ``cfg``, as plain data."""
-    plain = OmegaConf.create(to_plain(cfg))
-    return {key: to_plain(OmegaConf.select(plain, key)) for key in IDENTITY_KEYS}
+    """Every setting that shapes a run directory's artifacts, as ``{dotted key: value}``."""
+    flat = _flatten(to_plain(cfg))
+    return {
+        key: value
+        for key, value in flat.items()
+        if not any(key == n or key.startswith(f"{n}.") for n in NOT_IDENTITY)
+    }
 
 
 def check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to continue a run directory with settings that would change its artifacts."""
     current = run_identity(cfg)
-    changed = [k for k in IDENTITY_KEYS if saved.get(k) != current[k]]
+    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     if changed:
-        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         raise ConfigError(
             f"this run directory was made with other settings ({diffs}). Resume with the "
-            "same settings, or start a new run directory."
+            "same settings, or start a new run directory (to reuse its teacher: "
+            "teacher=checkpoint teacher.checkpoint=<run>/teacher.ckpt)."
+        )
+
+
+def record_hydra_run(run_dir: str | Path, cfg: DictConfig) -> None:
+    """Write ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` as Hydra would,
+    when running under Hydra. ``train.yaml`` sets ``hydra.output_subdir: null`` and the
+    pipeline calls this once the run directory accepted the settings, so a refused rerun
+    leaves the files of the run it belongs to as they were."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    files = {
+        "config.yaml": cfg,
+        "hydra.yaml": OmegaConf.create({"hydra": OmegaConf.to_container(hydra)}),
+        "overrides.yaml": OmegaConf.create(list(hydra.overrides.task)),
+    }
+    for name, node in files.items():
+        atomic_write(
+            Path(run_dir) / ".hydra" / name, lambda tmp, node=node: OmegaConf.save(node, tmp)
         )
 
 

@@ -13,10 +13,11 @@ from torch import Tensor, nn
 
 from spikezip.artifacts import load_qann, save_snn, write_json
 from spikezip.config import ConvertConfig, validate
+from spikezip.errors import SpikeZIPError
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence, to_snn
 
 
-class NotEquivalentError(RuntimeError):
+class NotEquivalentError(SpikeZIPError, RuntimeError):
     """The converted SNN does not reproduce its QANN; no SNN file was written."""
 
 

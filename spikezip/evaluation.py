@@ -8,11 +8,12 @@ The report (``snn_eval.json``, ``acc_vs_timestep.csv/png``, ``t_eq_hist.png``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from spikezip.artifacts import load_snn, write_csv, write_json
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
@@ -20,8 +21,10 @@ from spikezip.plots import plot_accuracy_curve, plot_energy, plot_feature_maps, 
 from spikezip.snn import SpikingNetwork, measure_snn, to_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
-from spikezip.snn.measure import ReduceSum
+from spikezip.snn.measure import ReduceSum, sum_across
 from spikezip.tasks import task_for
+
+log = logging.getLogger(__name__)
 
 
 def write_accuracy_curve(
@@ -42,6 +45,19 @@ def _write_feature_maps(distances: dict[str, list[float]], out_dir: Path) -> Non
     plot_feature_maps(distances, out_dir / "feature_maps.png")
 
 
+@torch.no_grad()
+def _correct(model: nn.Module, batches: Iterable, limit: int | None, device, dtype, task) -> Tensor:
+    """``[correct, samples]`` of ``model`` on (the first ``limit`` of) ``batches``."""
+    totals = torch.zeros(2, dtype=torch.float64)
+    model.eval()
+    for i, (x, y) in enumerate(batches):
+        if limit is not None and i >= limit:
+            break
+        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        totals += torch.tensor([float(task.correct(model(x), y)), len(y)], dtype=torch.float64)
+    return totals
+
+
 def evaluate_snn(
     snn: SpikingNetwork,
     qann: nn.Module,
@@ -55,12 +71,16 @@ def evaluate_snn(
     progress: bool = True,
     reduce_sum: ReduceSum | None = None,
     write: bool = True,
+    ann: nn.Module | None = None,
+    max_accuracy_drop: float | None = None,
 ) -> dict:
     """Measure ``snn`` at every T (one simulation per batch): accuracy, the QANN's
     accuracy and agreement, T_eq, energy and, with ``settings.feature_maps``, feature-map
-    distances. ``reduce_sum`` adds the sums over processes (None: one process); only
-    the process with ``write`` writes the report into ``out_dir``. Returns the
-    ``snn_eval.json`` content.
+    distances. With ``ann`` (the QANN's full-precision teacher) also its accuracy on the
+    same samples, and a warning when the QANN is more than ``max_accuracy_drop`` below it.
+    ``reduce_sum`` adds the sums over processes (None: one process); only the process
+    with ``write`` writes the report into ``out_dir``. Returns the ``snn_eval.json``
+    content.
     """
     out_dir = Path(out_dir)
     snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
@@ -69,6 +89,7 @@ def evaluate_snn(
     energy = EnergyMeter(snn, input_shape, timesteps, settings.energy)
     maps = FeatureMapMeter(snn, timesteps) if settings.feature_maps else None
     meters = [energy] if maps is None else [energy, maps]
+    task = task_for(metadata["arch"])
     totals = measure_snn(
         snn,
         qann,
@@ -79,16 +100,23 @@ def evaluate_snn(
         device=device,
         progress=progress,
         meters=meters,
-        task=task_for(metadata["arch"]),
+        task=task,
     )
+    ann_totals = None
+    if ann is not None:
+        ann = ann.to(device, dtype.torch)
+        ann_totals = _correct(ann, batches, settings.eval_batches, device, dtype.torch, task)
     if reduce_sum is not None:
         totals = totals.reduce(reduce_sum)
         for meter in meters:
             meter.reduce(reduce_sum)
+        if ann_totals is not None:
+            (ann_totals,) = sum_across([ann_totals], reduce_sum)
     if totals.count == 0:
         raise ValueError("the SNN evaluation got no samples: the validation data is empty")
     t_eq = {t: int(n) for t, n in enumerate(totals.t_eq_counts.tolist()) if n}
     summary = {
+        "ann_accuracy": float(ann_totals[0] / ann_totals[1]) if ann_totals is not None else None,
         "qann_accuracy": totals.qann_accuracy,
         "snn_accuracy": totals.snn_accuracy,
         "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
@@ -104,6 +132,9 @@ def evaluate_snn(
     }
     if maps is not None:
         summary["feature_maps"] = maps.result()
+    summary["warnings"] = _warnings(summary, max_accuracy_drop)
+    for warning in summary["warnings"]:
+        log.warning(warning)
     if write:
         if maps is not None:
             _write_feature_maps(summary["feature_maps"], out_dir)
@@ -112,6 +143,26 @@ def evaluate_snn(
         plot_energy(summary["energy"], out_dir / "energy.png")
         write_json(summary, out_dir / "snn_eval.json")
     return summary
+
+
+def _warnings(summary: dict, max_accuracy_drop: float | None) -> list[str]:
+    """What a reader of ``snn_eval.json`` must not miss."""
+    warnings = []
+    ann, qann = summary["ann_accuracy"], summary["qann_accuracy"]
+    if ann is not None and max_accuracy_drop is not None and qann < ann - max_accuracy_drop:
+        warnings.append(
+            f"the QANN's accuracy {qann:.1%} is {ann - qann:.1%} below its teacher's {ann:.1%} "
+            f"(more than pet.max_accuracy_drop={max_accuracy_drop:g}): the fine-tuning may "
+            "have diverged (try a lower pet.optimizer.lr) or be too short (pet.epochs)"
+        )
+    # A rate-coded SNN (the constant encoding) never settles: nothing to warn about.
+    if summary["encoding"] != "constant" and summary["settled"] < summary["samples"]:
+        warnings.append(
+            f"{summary['samples'] - summary['settled']} of {summary['samples']} samples did "
+            "not reach equilibrium within snn.max_timesteps; agreement is measured at the "
+            "last step simulated"
+        )
+    return warnings
 
 
 def evaluate_file(cfg) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
+from spikezip.errors import SpikeZIPError
+
 E = TypeVar("E", bound=Enum)
 
 
@@ -22,7 +24,7 @@ class Choice(str, Enum):
         return self.value
 
 
-class SettingError(ValueError):
+class SettingError(SpikeZIPError, ValueError):
     """A setting out of range; the message starts with the setting's name."""
 
 

@@ -11,8 +11,10 @@ from collections import Counter
 
 from torch import fx, nn
 
+from spikezip.errors import SpikeZIPError
 
-class UnsupportedLayerError(ValueError):
+
+class UnsupportedLayerError(SpikeZIPError, ValueError):
     """A layer or operation that cannot be made exact; the message names it and says why."""
 
 

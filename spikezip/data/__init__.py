@@ -8,6 +8,7 @@ from spikezip.data.datasets import (
     build_datasets,
 )
 from spikezip.data.mnist5k import MNIST_MEAN, MNIST_STD, load_mnist5k
+from spikezip.data.sampling import EpochShuffle
 
 __all__ = [
     "DATASETS",
@@ -16,6 +17,7 @@ __all__ = [
     "MNIST_STD",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "EpochShuffle",
     "build_datasets",
     "load_mnist5k",
 ]

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from spikezip.data.mnist5k import load_mnist5k
+from spikezip.errors import SpikeZIPError
 
 DATASETS = ("mnist5k", "digits", "cifar10", "cifar100", "imagenet")
 
@@ -25,7 +26,7 @@ _CIFAR_STATS = {
 _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(SpikeZIPError, FileNotFoundError):
     """A dataset that is not where the configuration says; the message says how to get it."""
 
 
@@ -75,6 +76,13 @@ def _cifar(name: str, root: Path, download: bool, augment: bool) -> tuple[Datase
             f"{name} not found (or corrupted) under {root.resolve()}: expected "
             f"{root / cls.base_folder}/ as extracted from {cls.url}. Run with "
             "data.download=true on a machine with internet, or set data.root to where it is."
+        ) from err
+    except OSError as err:  # URLError, socket errors, HTTP errors: the download failed
+        raise DatasetNotFoundError(
+            f"downloading {name} from {cls.url} failed ({err}). Without internet, download "
+            "that archive on another machine, extract it so that "
+            f"{root.resolve() / cls.base_folder}/ exists, and run again without "
+            "data.download=true (or set data.root to where it is)."
         ) from err
     return train, val
 

@@ -128,6 +128,7 @@ class PETModule(pl.LightningModule):
         if scheduler is not None:
             scheduler.step()
         self._log_paths("train", y, result)
+        return result.loss  # detached; for the divergence guard
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Called inside optimizer.step(), after mixed precision unscaled the gradients:

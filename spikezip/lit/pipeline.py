@@ -1,8 +1,10 @@
 """The whole SpikeZIP pipeline behind ``train.py``: teacher -> PET -> QANN -> SNN -> report.
 
 Each stage leaves its artifact in the run directory and is skipped when it is already
-there, and PET resumes from its last epoch checkpoint: running the same command again on
-the same run directory (``hydra.run.dir=...``) continues an interrupted run.
+there; a training stage writes ``checkpoints/<stage>/last.ckpt`` after every epoch and
+resumes from it. Running the same command again on the same run directory
+(``hydra.run.dir=...``) continues an interrupted run from its last finished epoch; a rerun
+with other settings is refused before it touches anything.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
 from spikezip.artifacts import (
-    atomic_write,
     load_ann,
     load_qann,
     load_snn,
@@ -34,14 +35,16 @@ from spikezip.config import (
     TeacherSource,
     TrainConfig,
     check_same_run,
+    record_hydra_run,
     run_identity,
     to_plain,
     validate,
 )
 from spikezip.conversion import convert_and_prove
-from spikezip.data import build_datasets
+from spikezip.data import EpochShuffle, build_datasets
 from spikezip.evaluation import evaluate_snn
 from spikezip.lit.callbacks import SNNConversionCallback
+from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
 from spikezip.models import build_model
@@ -96,14 +99,23 @@ class Run:
             default_root_dir=self.dir,
             logger=self.loggers(stage) or False,
             callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
             **limits,
         )
 
-    def fit(self, stage: str, module: pl.LightningModule, epochs: int, callbacks=()) -> pl.Trainer:
-        """Train ``module`` for ``stage``, resuming from ``checkpoints/<stage>/last.ckpt``."""
+    def fit(
+        self, stage: str, module: pl.LightningModule, epochs: int, lr: float, callbacks=()
+    ) -> pl.Trainer:
+        """Train ``module`` for ``stage`` (``teacher`` or ``pet``, its config key), with an
+        atomic checkpoint after every epoch, resuming from ``checkpoints/<stage>/last.ckpt``
+        and stopping at the first non-finite loss or weight."""
         ckpts = self.dir / "checkpoints" / stage
-        checkpoint = ModelCheckpoint(ckpts, save_last=True, save_top_k=0)
-        trainer = self.trainer(stage, epochs, [checkpoint, *callbacks])
+        guards = [
+            epoch_checkpoint(ckpts),
+            DivergenceGuard("teacher" if stage == "teacher" else "PET fine-tuning", stage, lr),
+            EpochSeed(self.cfg.seed),
+        ]
+        trainer = self.trainer(stage, epochs, [*guards, *callbacks])
         last = ckpts / "last.ckpt"
         if last.exists():
             log.info("%s: resuming from %s", stage, last)
@@ -117,7 +129,13 @@ def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
     d = cfg.data
     train, val, info = build_datasets(d.name, d.root, d.download, d.augment, d.seed)
     workers = {"num_workers": d.num_workers, "persistent_workers": d.num_workers > 0}
-    train_loader = DataLoader(train, d.batch_size, shuffle=True, drop_last=False, **workers)
+    # The order depends on (seed, epoch) only, and the loader draws its workers' seeds from
+    # its own generator: the global RNG, reseeded at every epoch (EpochSeed), is left to
+    # augmentation and dropout. A resumed run then repeats an uninterrupted one.
+    order = EpochShuffle(len(train), cfg.seed)
+    train_loader = DataLoader(
+        train, d.batch_size, sampler=order, generator=torch.Generator(), **workers
+    )
     val_loader = DataLoader(val, d.eval_batch_size, shuffle=False, **workers)
     shape = (info.in_channels, info.image_size, info.image_size)
     return Run(cfg, run_dir, cfg.model.arch(info), shape, train_loader, val_loader)
@@ -142,8 +160,8 @@ def obtain_teacher(run: Run) -> nn.Module:
         model = build_model(**arch, pretrained=True)
     else:
         module = TeacherModule(run.arch, teacher.optimizer)
-        trainer = run.fit("teacher", module, teacher.epochs)
-        atomic_write(path, trainer.save_checkpoint)
+        trainer = run.fit("teacher", module, teacher.epochs, teacher.optimizer.lr)
+        trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO)
         return module.model
     save_ann(model, path)
     return model
@@ -153,7 +171,8 @@ def run_pet(run: Run, teacher: nn.Module) -> PETModule:
     """PET fine-tuning with the conversion callback; resumes from its last checkpoint."""
     module = PETModule(run.arch, run.cfg.pet, teacher=teacher)
     callback = SNNConversionCallback(run.cfg.snn, run.dir / "pet_snn")
-    run.fit("pet", module, run.cfg.pet.epochs, [callback])
+    pet = run.cfg.pet
+    run.fit("pet", module, pet.epochs, pet.optimizer.lr, [callback])
     return module
 
 
@@ -166,20 +185,34 @@ def _route_lightning_logs() -> None:
         logger.propagate = True
 
 
+def _made_anything(run_dir: Path) -> bool:
+    """Whether a run directory holds an artifact or a training checkpoint."""
+    artifacts = ("teacher.ckpt", "qann.ckpt", "snn.pt")
+    return any((run_dir / name).exists() for name in artifacts) or any(
+        run_dir.glob("checkpoints/*/last.ckpt")
+    )
+
+
 def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> dict:
-    """Run (or continue) the whole pipeline in ``run_dir``; returns ``snn_eval.json``."""
+    """Run (or continue) the whole pipeline in ``run_dir``; returns ``snn_eval.json``.
+
+    A rerun in a directory that already holds artifacts or checkpoints continues it, if
+    its settings are the same (:func:`spikezip.config.check_same_run`); otherwise it is
+    refused before anything in the directory changes.
+    """
+    composed = cfg
     cfg = validate(cfg, TrainConfig)
+    run_dir = Path(run_dir)
+    identity = run_dir / "run_identity.json"
+    if identity.exists() and _made_anything(run_dir):
+        check_same_run(read_json(identity), cfg)
     if logging.getLogger().handlers:  # a configured root logger (Hydra's)
         _route_lightning_logs()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    identity = run_dir / "run_identity.json"
-    if identity.exists():  # a rerun: resume only what these settings would produce
-        check_same_run(read_json(identity), cfg)
-    else:
-        write_json(run_identity(cfg), identity)
     pl.seed_everything(cfg.seed, workers=True)
-    run = _open_run(cfg, run_dir)
+    run = _open_run(cfg, run_dir)  # a missing dataset fails here, before anything is written
+    write_json(run_identity(cfg), identity)
+    if isinstance(composed, DictConfig):
+        record_hydra_run(run_dir, composed)
     if cfg.logger.wandb:
         run.wandb = WandbLogger(
             project=cfg.logger.project,
@@ -189,50 +222,56 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> dict:
             config=to_plain(cfg),
         )
     try:
-        qann_path = run_dir / "qann.ckpt"
-        if qann_path.exists():
-            log.info("QANN: using %s", qann_path)
-        else:
-            module = run_pet(run, obtain_teacher(run))
-            data = {"name": cfg.data.name.value, "root": cfg.data.root, "seed": cfg.data.seed}
-            save_qann(
-                module.export_qann().cpu(),
-                qann_path,
-                arch=run.arch,
-                levels=cfg.pet.levels[0],
-                input_shape=run.input_shape,
-                data=data,
-            )
-        qann, metadata = load_qann(qann_path)
-        sample = next(iter(run.val_loader))[0][:16]
-        snn_settings = cfg.snn
-        convert_and_prove(
-            qann,
-            metadata,
-            run_dir,
-            encoding=snn_settings.encoding,
-            max_timesteps=snn_settings.max_timesteps,
-            sample=sample,
-        )
-        snn, qann, metadata = load_snn(run_dir / "snn.pt")
-        summary = evaluate_snn(
-            snn,
-            qann,
-            metadata,
-            run.val_loader,
-            run_dir,
-            snn_settings,
-            device=cfg.trainer.simulation_device(),
-            progress=cfg.trainer.enable_progress_bar,
-        )
-        if run.wandb is not None:
-            run.wandb.log_metrics(
-                {
-                    "final/qann_acc": summary["qann_accuracy"],
-                    "final/agreement": summary["agreement"],
-                }
-            )
-        return summary
+        return _stages(run)
     finally:
         if run.wandb is not None:
             run.wandb.experiment.finish()  # one W&B run per job, also in a multirun
+
+
+def _stages(run: Run) -> dict:
+    cfg, run_dir = run.cfg, run.dir
+    qann_path = run_dir / "qann.ckpt"
+    if qann_path.exists():
+        log.info("QANN: using %s", qann_path)
+        teacher = load_ann(run_dir / "teacher.ckpt", run.arch)
+    else:
+        teacher = obtain_teacher(run)
+        module = run_pet(run, teacher)
+        data = {"name": cfg.data.name.value, "root": cfg.data.root, "seed": cfg.data.seed}
+        save_qann(
+            module.export_qann().cpu(),
+            qann_path,
+            arch=run.arch,
+            levels=cfg.pet.levels[0],
+            input_shape=run.input_shape,
+            data=data,
+        )
+    qann, metadata = load_qann(qann_path)
+    sample = next(iter(run.val_loader))[0][:16]
+    settings = cfg.snn
+    convert_and_prove(
+        qann,
+        metadata,
+        run_dir,
+        encoding=settings.encoding,
+        max_timesteps=settings.max_timesteps,
+        sample=sample,
+    )
+    snn, qann, metadata = load_snn(run_dir / "snn.pt")
+    summary = evaluate_snn(
+        snn,
+        qann,
+        metadata,
+        run.val_loader,
+        run_dir,
+        settings,
+        device=cfg.trainer.simulation_device(),
+        progress=cfg.trainer.enable_progress_bar,
+        ann=teacher,
+        max_accuracy_drop=cfg.pet.max_accuracy_drop,
+    )
+    if run.wandb is not None:
+        run.wandb.log_metrics(
+            {"final/qann_acc": summary["qann_accuracy"], "final/agreement": summary["agreement"]}
+        )
+    return summary

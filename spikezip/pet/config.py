@@ -56,6 +56,8 @@ class PETConfig:
     plain quantization-aware training. ``alpha``, ``sub_label``, ``main_label``,
     ``temperature``: the ensemble loss. ``scale_sharing`` / ``bn_sharing``: the Q-ReLU
     scale and batch-norm sharing schemes. ``epochs``, ``optimizer``: the fine-tuning.
+    ``max_accuracy_drop``: a finished run whose QANN is more than this (a fraction) below
+    its teacher's accuracy gets a warning in the log and in ``snn_eval.json``.
     """
 
     levels: list[int] = field(default_factory=lambda: [8, 4, 2])
@@ -67,6 +69,7 @@ class PETConfig:
     bn_sharing: Sharing = Sharing.share
     epochs: int = 5
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=0.01))
+    max_accuracy_drop: float = 0.05  # a QANN this far below its teacher gets a warning
 
     def __post_init__(self):
         self.levels = check_path_levels(self.levels)
@@ -77,5 +80,6 @@ class PETConfig:
         self.scale_sharing = choice("scale_sharing", self.scale_sharing, Sharing)
         self.bn_sharing = choice("bn_sharing", self.bn_sharing, Sharing)
         positive("epochs", self.epochs)  # an untrained QANN has no learned scales
+        positive("max_accuracy_drop", self.max_accuracy_drop, zero=True)
         if isinstance(self.optimizer, dict):
             self.optimizer = OptimizerConfig(**self.optimizer)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import warnings
 
 from torch import nn
 
+from spikezip.convertible import check_graph
 from spikezip.quant.qrelu import QReLU, check_levels
 from spikezip.tracing import (
     UnsupportedLayerError,
@@ -71,17 +71,9 @@ def _as_tuple(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
-def _check_graph(model: nn.Module) -> None:
+def _check_hidden(model: nn.Module) -> None:
     """Refuse activations that hide from module swapping (functional calls, shared modules)."""
-    try:
-        gm = trace(model)
-    except UnsupportedLayerError as err:
-        warnings.warn(
-            f"{err} Functional activations inside forward() were not checked; "
-            "to_snn will refuse this model.",
-            stacklevel=3,
-        )
-        return
+    gm = trace(model)
     hidden = hidden_nonlinearities(gm)
     if hidden:
         more = f" ({len(hidden) - 1} more after it)" if len(hidden) > 1 else ""
@@ -105,14 +97,21 @@ def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Mod
     data init on the first training batch); ``MaxPool{1,2,3}d`` -> ``AvgPool`` of the same
     kernel, stride and padding; adaptive max-pool -> adaptive average-pool.
 
+    The morphed network is checked against the conversion's rules
+    (:mod:`spikezip.convertible`) before it is returned: a layer ``to_snn`` would refuse
+    (a ``LayerNorm``, a batch-norm without running statistics, a product of branches, ...)
+    is refused here, before any training.
+
     Raises:
-        UnsupportedLayerError: an activation that cannot be made exact, named by its path.
+        UnsupportedLayerError: a layer or operation that cannot be made exact, named by its
+            path.
     """
     levels = check_levels(levels)
     qann = copy.deepcopy(model)
-    _check_graph(qann)
+    _check_hidden(qann)
     for name, module in list(qann.named_modules()):
         replacement = _morph_module(name, module, levels, scale)
         if replacement is not None:
             qann.set_submodule(name, replacement)
+    check_graph(trace(qann), QReLU)
     return qann

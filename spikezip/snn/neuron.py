@@ -79,6 +79,7 @@ class SpikingNeuron(nn.Module):
     """
 
     spikezip_leaf = True  # one node in a torch.fx graph, not traced into
+    spiking = True  # what the converter refuses to convert a second time
 
     def __init__(self, threshold: Tensor | float, start: float = 0.5):
         super().__init__()

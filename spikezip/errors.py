@@ -1,0 +1,10 @@
+"""The base of every error whose message tells the user what to change.
+
+``train.py``, ``convert.py`` and ``evaluate.py`` print such an error as its message alone
+(:mod:`spikezip.cli`); any other exception is a bug and keeps its traceback.
+"""
+
+
+class SpikeZIPError(Exception):
+    """A wrong setting, a missing or unreadable file, a layer that cannot be converted, a
+    diverged training: something the user can fix, named in the message."""

@@ -1,0 +1,325 @@
+"""Runs that survive: real resume after a kill, divergence stopped, bad input named, files
+others can read."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from urllib.error import URLError
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+import spikezip.lit.pipeline as pipeline
+from spikezip.artifacts import CheckpointError, load_qann, save_qann
+from spikezip.config import ConfigError, register_configs, validate
+from spikezip.conversion import convert_file
+from spikezip.data import DatasetNotFoundError, build_datasets
+from spikezip.evaluation import evaluate_snn
+from spikezip.lit.guards import DivergenceError
+from spikezip.models import small_cnn
+from spikezip.quant import to_qann
+from spikezip.snn import UnsupportedLayerError, to_snn
+
+ROOT = Path(__file__).resolve().parents[1]
+register_configs()
+# Two batches per epoch, two epochs per stage, a short simulation.
+FAST = ["data=digits", "trainer=debug", "teacher.epochs=2", "pet.epochs=2"]
+
+
+def _compose(name="train", overrides=()):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def _weights(path: Path, key: str = "state_dict") -> dict:
+    return torch.load(path, weights_only=True)[key]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Killed(Exception):
+    """Stands for a kill: the process dies in the middle of a stage."""
+
+
+class _Kill(pl.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == 1:  # mid-epoch
+            raise _Killed
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    return run_dir, pipeline.train(_compose(overrides=FAST), run_dir)
+
+
+def test_a_killed_run_resumes_at_the_next_epoch_and_ends_with_the_same_artifacts(
+    uninterrupted, tmp_path, monkeypatch, caplog
+):
+    reference, summary = uninterrupted
+    real = pipeline.Run.trainer
+
+    def killed_in(stage):
+        def trainer(self, name, epochs, callbacks):
+            return real(self, name, epochs, [*callbacks, *([_Kill(1)] if name == stage else [])])
+
+        return trainer
+
+    for stage in ("teacher", "pet"):  # killed in the second epoch of each stage in turn
+        monkeypatch.setattr(pipeline.Run, "trainer", killed_in(stage))
+        with pytest.raises(_Killed):
+            pipeline.train(_compose(overrides=FAST), tmp_path)
+        last = torch.load(tmp_path / "checkpoints" / stage / "last.ckpt", weights_only=True)
+        # The first epoch was checkpointed; nothing of the second one (killed after one step).
+        assert last["epoch"] == 0 and last["global_step"] == 2
+        assert not (tmp_path / "qann.ckpt").exists()
+        assert (tmp_path / "teacher.ckpt").exists() == (stage == "pet")
+
+    monkeypatch.setattr(pipeline.Run, "trainer", real)
+    with caplog.at_level("INFO", logger="spikezip.lit.pipeline"):
+        resumed = pipeline.train(_compose(overrides=FAST), tmp_path)
+    assert "pet: resuming from" in caplog.text and "teacher: using" in caplog.text
+    # The same teacher, the same QANN, the same SNN measurements as without the kills.
+    for name in ("teacher.ckpt", "qann.ckpt"):
+        assert _same_weights(_weights(tmp_path / name), _weights(reference / name)), name
+    assert resumed == summary
+    assert _weights(tmp_path / "teacher.ckpt", "global_step") == 4  # 2 epochs x 2 batches
+
+
+def test_a_refused_rerun_leaves_the_run_directory_as_it_was(tmp_path):
+    def train(*overrides):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *FAST, f"hydra.run.dir={tmp_path}",
+             "teacher.epochs=1", "pet.epochs=1", *overrides],
+            capture_output=True, text=True, cwd=tmp_path,
+            env={**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"},
+        )  # fmt: skip
+
+    assert train().returncode == 0
+    assert "pet.epochs=1" in (tmp_path / ".hydra" / "overrides.yaml").read_text()
+
+    def snapshot():
+        return {
+            p.relative_to(tmp_path): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in tmp_path.rglob("*")
+            if p.is_file()
+        }
+
+    before = snapshot()
+    refused = train("pet.levels=[4]", "teacher.optimizer.lr=0.01")
+    assert refused.returncode == 1
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("Error: this run directory was made with other settings")
+    assert "pet.levels: [8, 4, 2] -> [4]" in last_line
+    assert "teacher.optimizer.lr: 0.05 -> 0.01" in last_line  # a learning rate counts too
+    assert "Traceback" not in refused.stderr
+    assert snapshot() == before  # not a byte, not a timestamp changed
+
+
+def test_a_run_that_made_nothing_is_not_a_run_to_resume(tmp_path):
+    missing = _compose(overrides=[*FAST, "data=cifar10", f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(DatasetNotFoundError, match="cifar10 not found"):
+        pipeline.train(missing, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no run_identity.json, nothing
+    summary = pipeline.train(_compose(overrides=[*FAST, "pet.epochs=1"]), tmp_path)
+    assert summary["agreement"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "stage, overrides, match",
+    [
+        ("teacher", ["teacher.optimizer.lr=1e12"], r"the teacher diverged at step \d+ \(epoch 1\)"),
+        ("pet", ["pet.optimizer.lr=1e12"], r"the PET fine-tuning diverged at step \d+ \(epoch 1\)"),
+    ],
+)
+def test_divergence_stops_the_stage_and_saves_nothing_of_it(tmp_path, stage, overrides, match):
+    with pytest.raises(DivergenceError, match=match) as info:
+        pipeline.train(_compose(overrides=[*FAST, *overrides]), tmp_path)
+    message = str(info.value)
+    assert f"{stage}.optimizer.lr=1e+12 now" in message and "lower learning rate" in message
+    assert not (tmp_path / "checkpoints" / stage / "last.ckpt").exists()
+    assert not (tmp_path / "qann.ckpt").exists() and not (tmp_path / "snn.pt").exists()
+    assert (tmp_path / "teacher.ckpt").exists() == (stage == "pet")
+
+
+def test_a_qann_far_below_its_teacher_is_reported(tmp_path, caplog):
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 28, 28)
+    teacher = small_cnn().eval()
+    y = teacher(x).argmax(-1)  # the teacher is right on every sample
+    qann = to_qann(small_cnn(), 4)
+    qann.train()
+    qann(x)  # LSQ scales from the data
+    qann.eval()
+    metadata = {"arch": {"name": "small", "num_classes": 10}, "input_shape": [1, 28, 28]}
+    settings = validate(_compose()).snn
+    with caplog.at_level("WARNING", logger="spikezip.evaluation"):
+        summary = evaluate_snn(
+            to_snn(qann), qann, metadata, [(x, y)], tmp_path, settings, progress=False,
+            ann=teacher, max_accuracy_drop=0.05,
+        )  # fmt: skip
+    assert summary["ann_accuracy"] == 1.0 and summary["qann_accuracy"] < 0.5
+    (warning,) = summary["warnings"]
+    assert "below its teacher's 100.0%" in warning and warning in caplog.text
+    assert json.loads((tmp_path / "snn_eval.json").read_text())["warnings"] == [warning]
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["+foo=1"], r"unknown key foo"),
+        (["+pet.alhpa=0.5"], r"unknown key pet.alhpa \(did you mean pet.alpha\?\)"),
+        (["pet.levels=[8,8]"], r"pet.levels must decrease strictly.*got \[8, 8\]"),
+        (["pet.levels=[2,8]"], r"pet.levels must decrease strictly.*got \[2, 8\]"),
+    ],
+)
+def test_unknown_keys_and_levels_the_method_does_not_allow_are_refused(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(_compose(overrides=overrides))
+
+
+@pytest.mark.parametrize(
+    "name, content, kind",
+    [
+        ("notes.txt", "these are my notes, not a network\n", "a text file"),
+        ("report.json", '{"equivalent": true}', "a JSON text file"),
+        ("empty.ckpt", "", "an empty file"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, name, content, kind):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(CheckpointError) as info:
+        load_qann(path)
+    message = str(info.value)
+    assert str(path) in message and kind in message and "expected a file written by" in message
+    assert "weights_only" not in message  # torch's advice does not apply here
+    with pytest.raises(CheckpointError, match=name):
+        convert_file(_compose("convert", [f"qann={path}"]))
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("convert", r"qann is required \(the qann.ckpt to convert"),
+        ("evaluate", r"snn.path is required"),
+    ],
+)
+def test_a_missing_required_path_names_the_key(name, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(_compose(name))
+
+
+@pytest.mark.parametrize(
+    "script, present, absent",
+    [
+        ("convert.py", ["Usage: python convert.py qann=PATH", "qann: ???", "max_timesteps"],
+         ["model:", "teacher", "variant"]),
+        ("evaluate.py", ["Usage: python evaluate.py snn.path=PATH", "data: cifar10", "path: ???"],
+         ["model:", "teacher", "variant", "experiment"]),
+    ],
+)  # fmt: skip
+def test_each_script_has_its_own_help(script, present, absent):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    for text in present:
+        assert text in result.stdout, text
+    for text in absent:
+        assert text not in result.stdout, text
+
+
+def test_to_qann_refuses_what_to_snn_cannot_convert():
+    with pytest.raises(UnsupportedLayerError, match="LayerNorm at '1' cannot be converted"):
+        to_qann(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.ReLU()), 8)
+    with pytest.raises(UnsupportedLayerError, match="track_running_stats=False"):
+        to_qann(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False),
+                              nn.ReLU()), 8)  # fmt: skip
+
+
+def test_a_failed_download_says_how_to_place_the_files(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as cifar
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DatasetNotFoundError) as info:
+        build_datasets("cifar10", tmp_path, download=True)
+    message = str(info.value)
+    assert "downloading cifar10 from https://" in message and "failed" in message
+    assert str(tmp_path / "cifar-10-batches-py") in message and "without data.download" in message
+
+
+def test_a_config_error_is_the_last_line_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "pet.alpha=-1", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "Error: pet.alpha must be >= 0, got -1.0"
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run_identity.json").exists()  # refused before any work
+
+
+def test_full_errors_keep_their_traceback(monkeypatch):
+    from spikezip.cli import report_errors
+
+    def wrong():
+        raise ConfigError("pet.alpha must be >= 0, got -1.0")
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError):
+        report_errors(wrong)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = save_qann(
+            to_qann(small_cnn(), 4), tmp_path / "qann.ckpt",
+            arch={"name": "small", "num_classes": 10}, levels=4, input_shape=[1, 28, 28],
+        )  # fmt: skip
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_every_file_of_a_run_is_readable_by_others(uninterrupted):
+    run_dir, _ = uninterrupted
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"teacher.ckpt", "qann.ckpt", "snn.pt", "snn_eval.json", "last.ckpt"} <= names
+    assert {"acc_vs_timestep.csv", "acc_vs_timestep.png", "run_identity.json"} <= names
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_a_quantization_scale_pushed_below_zero_is_divergence(tmp_path):
+    from spikezip.lit import PETModule
+    from spikezip.lit.guards import DivergenceGuard
+
+    module = PETModule({"name": "small", "num_classes": 10, "width": 0.25})
+    guard = DivergenceGuard("PET fine-tuning", "pet", 0.1)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    guard.on_fit_start(trainer, module)
+    guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)  # all is well
+    with torch.no_grad():
+        module.pet.net.features[2].scales[0].fill_(-3.0)  # finite, but no quantizer
+    with pytest.raises(DivergenceError, match=r"scales \{'pet.net.features.2.scales.0': -3.0\}"):
+        guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)
