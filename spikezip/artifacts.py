@@ -211,6 +211,7 @@ def save_snn(snn: SpikingNetwork, qann: nn.Module, path: str | Path, metadata: d
             "input_shape": list(metadata["input_shape"]),
             "encoding": snn.encoding.value,
             "release_steps": snn.release_steps,
+            "neurons": sorted({type(n).__name__ for n in snn.neurons.values()}),
             "qann_state": qann.state_dict(),
             "snn_state": snn.state_dict(),
         },
@@ -221,6 +222,11 @@ def save_snn(snn: SpikingNetwork, qann: nn.Module, path: str | Path, metadata: d
 def load_snn(path: str | Path) -> tuple[SpikingNetwork, nn.Module, dict]:
     """``(snn, qann, metadata)`` from an ``snn.pt``."""
     payload = _read(path, SNN_FORMAT)
+    if payload.get("neurons", ["STBIF"]) != ["STBIF"]:
+        raise CheckpointError(
+            f"{path} holds an SNN of {payload['neurons']} neurons; load_snn rebuilds SpikeZIP's "
+            "ST-BIF SNNs only"
+        )
     qann = _rebuild_qann(payload, path, "qann_state")
     release = payload["release_steps"] if payload["encoding"] == "even" else None
     snn = to_snn(qann, payload["encoding"], release)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -23,7 +24,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from spikezip.artifacts import atomic_write
 from spikezip.data.datasets import DATASETS, DatasetInfo
-from spikezip.models import MODELS
+from spikezip.models import MODELS, PRETRAINED, RESNETS
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
 from spikezip.settings import Choice, SettingError, choice, positive
@@ -34,7 +35,6 @@ from spikezip.snn.network import MAX_TIMESTEPS
 # Closed sets taken from the registries, so a new dataset or model is one entry there.
 DatasetName = Choice("DatasetName", {name: name for name in DATASETS})
 ModelName = Choice("ModelName", {name: name for name in MODELS})
-RESNETS = ("resnet20", "resnet18", "resnet34")
 
 
 class VGGVariant(Choice):
@@ -65,6 +65,18 @@ class DType(Choice):
 
 class ConfigError(SettingError):
     """A configuration value that is wrong; the message names the full key."""
+
+
+def exact_encoding(name: str, value) -> Encoding:
+    """An encoding an ST-BIF SNN is exact with: ``even`` (the paper's) or ``once``."""
+    encoding = choice(name, value, Encoding)
+    if encoding is Encoding.constant:
+        raise SettingError(
+            f"{name}=constant feeds input and biases on every step, as rate-coded conversions "
+            "do: an ST-BIF SNN never settles with it, so it can be neither proven nor "
+            "measured at equilibrium; use even (the paper's) or once"
+        )
+    return encoding
 
 
 def _required(what: str):
@@ -152,7 +164,8 @@ class SimulationConfig:
     def __post_init__(self):
         positive("timesteps", self.timesteps)
         positive("max_timesteps", self.max_timesteps)
-        self.encoding = choice("encoding", self.encoding, Encoding)
+        if self.encoding is not None:  # evaluate.py: None keeps the SNN file's encoding
+            self.encoding = exact_encoding("encoding", self.encoding)
         positive("eval_batches", self.eval_batches, none=True)
 
 
@@ -212,12 +225,22 @@ class TrainConfig:
     seed: int = 0
     name: str = "spikezip"
 
+    def __post_init__(self):
+        pretrained = self.teacher.source is TeacherSource.pretrained
+        if pretrained and (self.model.name not in PRETRAINED or self.data.name != "imagenet"):
+            raise SettingError(
+                "teacher.source=pretrained loads torchvision's ImageNet weights: it needs "
+                f"data=imagenet and a model in {list(PRETRAINED)}, got "
+                f"data={self.data.name} model={self.model.name}"
+            )
+
 
 @dataclass
 class EvalSimulationConfig(SimulationConfig):
     """``evaluate.py``'s SNN: which file, and the simulation settings."""
 
     path: str = _required("the snn.pt to evaluate: evaluate.py snn.path=outputs/<run>/snn.pt")
+    encoding: Encoding | None = None  # None: the encoding the SNN file was converted with
     dtype: DType = DType.float32
 
     def __post_init__(self):
@@ -241,7 +264,7 @@ class ConvertConfig:
     max_timesteps: int = MAX_TIMESTEPS  # budget for the equivalence proof
 
     def __post_init__(self):
-        self.encoding = choice("encoding", self.encoding, Encoding)
+        self.encoding = exact_encoding("encoding", self.encoding)
         positive("max_timesteps", self.max_timesteps)
 
 
@@ -255,23 +278,27 @@ def _unknown_key(key: str, name: str, known: list[str]) -> ConfigError:
 
 
 def _build(cls: type, node: DictConfig, key: str):
-    """``cls`` from ``node``, children first, so an error names the deepest key."""
+    """``cls`` from ``node``, children first, so an error names the deepest key. The
+    dataclass's own field types say which children are settings of their own, so a
+    config without a schema attached (``OmegaConf.load`` of a saved ``config.yaml``) is
+    checked as thoroughly as a composed one."""
     field_info = {f.name: f for f in dataclasses.fields(cls)}
-    names = list(field_info)
+    types = typing.get_type_hints(cls)
     for name in node:
-        if name not in names:  # e.g. added with +key=value: never silently ignored
-            raise _unknown_key(key, str(name), names)
+        if name not in field_info:  # e.g. added with +key=value: never silently ignored
+            raise _unknown_key(key, str(name), list(field_info))
     values = {}
-    for name in names:
+    for name, info in field_info.items():
         child = node._get_node(name)  # `name in node` is False for a missing value
         if child is None:
             continue
-        child_type = OmegaConf.get_type(child) if isinstance(child, DictConfig) else None
-        if child_type is not None and dataclasses.is_dataclass(child_type):
-            values[name] = _build(child_type, child, f"{key}{name}.")
-        elif OmegaConf.is_missing(node, name):
-            what = field_info[name].metadata.get("required", "no default")
+        if OmegaConf.is_missing(node, name):
+            what = info.metadata.get("required", "no default")
             raise ConfigError(f"{key}{name} is required ({what})")
+        if dataclasses.is_dataclass(types[name]):
+            if not isinstance(child, DictConfig):
+                raise ConfigError(f"{key}{name} must be a group of settings, got {node[name]!r}")
+            values[name] = _build(types[name], child, f"{key}{name}.")
         elif isinstance(child, (DictConfig, ListConfig)):
             values[name] = OmegaConf.to_container(child, resolve=True)
         else:
@@ -293,7 +320,7 @@ def validate(cfg: DictConfig, schema: type | None = None):
         return cfg  # built in Python: its __post_init__ checks have run
     schema = schema or OmegaConf.get_type(cfg)
     if not dataclasses.is_dataclass(schema):
-        raise TypeError(f"validate() needs a config composed with a schema, got {schema}")
+        raise TypeError(f"validate() needs a schema for a config without one, got {schema}")
     return _build(schema, cfg, "")
 
 
@@ -330,26 +357,42 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+IDENTITY_FORMAT = "spikezip-run/2"
+# Changes to these leave a run's teacher valid for a new run (teacher=checkpoint).
+_TEACHER_KEYS = ("seed", "data.", "model.", "teacher.", "trainer.")
+
+
 def run_identity(cfg: TrainConfig) -> dict:
     """Every setting that shapes a run directory's artifacts, as ``{dotted key: value}``."""
     flat = _flatten(to_plain(cfg))
-    return {
+    identity = {
         key: value
         for key, value in flat.items()
         if not any(key == n or key.startswith(f"{n}.") for n in NOT_IDENTITY)
     }
+    return {"format": IDENTITY_FORMAT, **identity}
 
 
 def check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to continue a run directory with settings that would change its artifacts."""
+    if saved.get("format") != IDENTITY_FORMAT:
+        raise ConfigError(
+            "this run directory was made by another version of SpikeZIP (its "
+            f"run_identity.json has format {saved.get('format')!r}, not {IDENTITY_FORMAT!r}); "
+            "start a new run directory"
+        )
     current = run_identity(cfg)
     changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     if changed:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        reuse = ""
+        if not any(k.startswith(_TEACHER_KEYS) for k in changed):
+            reuse = (
+                " (to reuse its teacher: teacher=checkpoint teacher.checkpoint=<run>/teacher.ckpt)"
+            )
         raise ConfigError(
             f"this run directory was made with other settings ({diffs}). Resume with the "
-            "same settings, or start a new run directory (to reuse its teacher: "
-            "teacher=checkpoint teacher.checkpoint=<run>/teacher.ckpt)."
+            f"same settings, or start a new run directory{reuse}."
         )
 
 

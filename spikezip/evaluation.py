@@ -13,15 +13,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from spikezip.artifacts import load_snn, write_csv, write_json
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
+from spikezip.data import DatasetNotFoundError
 from spikezip.plots import plot_accuracy_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
 from spikezip.snn import SpikingNetwork, measure_snn, to_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
-from spikezip.snn.measure import ReduceSum, sum_across
+from spikezip.snn.measure import ReduceSum
 from spikezip.tasks import task_for
 
 log = logging.getLogger(__name__)
@@ -43,19 +44,6 @@ def _write_feature_maps(distances: dict[str, list[float]], out_dir: Path) -> Non
     rows = [[t + 1, *(f"{distances[n][t]:.6g}" for n in names)] for t in range(steps)]
     write_csv(out_dir / "feature_maps.csv", ["timestep", *names], rows)
     plot_feature_maps(distances, out_dir / "feature_maps.png")
-
-
-@torch.no_grad()
-def _correct(model: nn.Module, batches: Iterable, limit: int | None, device, dtype, task) -> Tensor:
-    """``[correct, samples]`` of ``model`` on (the first ``limit`` of) ``batches``."""
-    totals = torch.zeros(2, dtype=torch.float64)
-    model.eval()
-    for i, (x, y) in enumerate(batches):
-        if limit is not None and i >= limit:
-            break
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
-        totals += torch.tensor([float(task.correct(model(x), y)), len(y)], dtype=torch.float64)
-    return totals
 
 
 def evaluate_snn(
@@ -89,7 +77,6 @@ def evaluate_snn(
     energy = EnergyMeter(snn, input_shape, timesteps, settings.energy)
     maps = FeatureMapMeter(snn, timesteps) if settings.feature_maps else None
     meters = [energy] if maps is None else [energy, maps]
-    task = task_for(metadata["arch"])
     totals = measure_snn(
         snn,
         qann,
@@ -100,23 +87,18 @@ def evaluate_snn(
         device=device,
         progress=progress,
         meters=meters,
-        task=task,
+        task=task_for(metadata["arch"]),
+        ann=ann.to(device, dtype.torch) if ann is not None else None,
     )
-    ann_totals = None
-    if ann is not None:
-        ann = ann.to(device, dtype.torch)
-        ann_totals = _correct(ann, batches, settings.eval_batches, device, dtype.torch, task)
     if reduce_sum is not None:
-        totals = totals.reduce(reduce_sum)
+        totals.all_reduce(reduce_sum)
         for meter in meters:
-            meter.reduce(reduce_sum)
-        if ann_totals is not None:
-            (ann_totals,) = sum_across([ann_totals], reduce_sum)
+            meter.all_reduce(reduce_sum)
     if totals.count == 0:
-        raise ValueError("the SNN evaluation got no samples: the validation data is empty")
+        raise DatasetNotFoundError("the validation data is empty: there is nothing to measure")
     t_eq = {t: int(n) for t, n in enumerate(totals.t_eq_counts.tolist()) if n}
     summary = {
-        "ann_accuracy": float(ann_totals[0] / ann_totals[1]) if ann_totals is not None else None,
+        "ann_accuracy": totals.ann_accuracy,
         "qann_accuracy": totals.qann_accuracy,
         "snn_accuracy": totals.snn_accuracy,
         "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
@@ -184,7 +166,7 @@ def evaluate_file(cfg) -> dict:
             f"{shape}: pass the dataset it was trained on"
         )
     out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
-    if cfg.snn.encoding != snn.encoding:  # the same QANN, released the other way: exact too
+    if cfg.snn.encoding not in (None, snn.encoding):  # the same QANN released another way
         snn = to_snn(qann, cfg.snn.encoding)
     loader = DataLoader(val, d.eval_batch_size)
     return evaluate_snn(

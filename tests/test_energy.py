@@ -117,3 +117,23 @@ def test_feature_map_distance_reaches_zero_at_equilibrium():
     for curve in distances.values():
         assert curve[0] > 0 and curve[-1] == 0.0
     assert result.agreement == 1.0
+
+
+class _SizeArithmetic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.fc = (
+            nn.Conv2d(1, 2, 3, padding=1),
+            QReLU(2, 0.5),
+            nn.Linear(32, 3),
+        )
+
+    def forward(self, x):
+        h = self.act(self.conv(x))
+        return self.fc(h.reshape(h.size(0), h.size(1) * 16))  # sizes multiplied in the graph
+
+
+def test_fanout_through_arithmetic_on_sizes():
+    snn = to_snn(_SizeArithmetic().double().eval()).double()
+    counts, macs = fanout(snn, (1, 4, 4), "act")
+    assert torch.equal(counts, torch.full((2, 4, 4), 3.0, dtype=counts.dtype)) and macs == 96

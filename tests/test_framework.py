@@ -41,6 +41,7 @@ def _options(group):
 def test_every_config_option_composes_and_validates(override):
     extra = {
         "teacher=checkpoint": ["teacher.checkpoint=x.ckpt"],
+        "teacher=pretrained": ["data=imagenet", "model=resnet18"],  # ImageNet weights
         "variant=r": ["model=resnet20"],  # re-routing needs a ResNet
         "variant=pr": ["model=resnet20"],
     }.get(override, [])
@@ -158,6 +159,17 @@ def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
     summary = evaluate_file(cfg)
     assert len(summary["snn_accuracy"]) == 6 and summary["agreement"] == 1.0
     assert (tmp_path / "eval" / "snn_eval.json").is_file()
+    # An SNN converted with another encoding keeps it unless snn.encoding says otherwise.
+    once_dir = tmp_path / "once"
+    convert_file(
+        _compose(
+            "convert", [f"qann={run_dir / 'qann.ckpt'}", f"out_dir={once_dir}", "encoding=once"]
+        )
+    )
+    once = evaluate_file(
+        _compose("evaluate", [f"snn.path={once_dir / 'snn.pt'}", "data=digits", "snn.timesteps=6"])
+    )
+    assert once["encoding"] == "once" and once["agreement"] == 1.0
     with pytest.raises(ConfigError, match="takes inputs \\[1, 8, 8\\] but data=mnist5k"):
         evaluate_file(_compose("evaluate", [f"snn.path={tmp_path / 'snn.pt'}", "data=mnist5k"]))
 

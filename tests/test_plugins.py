@@ -104,11 +104,14 @@ def test_measurements_of_parts_add_up_to_the_whole():
     def measure(batches):
         energy, maps = EnergyMeter(snn, (1, 28, 28), 12), FeatureMapMeter(snn, 12)
         totals = measure_snn(
-            snn, qann, batches, timesteps=12, progress=False, meters=[energy, maps]
+            snn, qann, batches, timesteps=12, progress=False, meters=[energy, maps], ann=qann
         )
         return totals, energy, maps
 
-    whole, whole_energy, whole_maps = measure([(x[:7], y[:7]), (x[7:], y[7:])])
+    # The whole set in batches of 4; two "processes" holding 7 and 13 samples.
+    whole, whole_energy, whole_maps = measure(
+        [(x[i : i + 4], y[i : i + 4]) for i in range(0, 20, 4)]
+    )
     first, first_energy, first_maps = measure([(x[:7], y[:7])])
     second, second_energy, second_maps = measure([(x[7:], y[7:])])
 
@@ -117,19 +120,16 @@ def test_measurements_of_parts_add_up_to_the_whole():
         return lambda t: t + flat
 
     fields = [f.name for f in dataclasses.fields(SNNMeasurement)]
-    reduced = first.reduce(plus([getattr(second, f) for f in fields]))
-    for field in fields:
-        assert torch.equal(getattr(reduced, field), getattr(whole, field)), field
-    assert reduced.snn_accuracy == whole.snn_accuracy and reduced.t_eq_mean == whole.t_eq_mean
-
-    for meter, other, full, attr in (
-        (first_energy, second_energy, whole_energy, "sops"),
-        (first_maps, second_maps, whole_maps, "distances"),
-    ):
-        meter.reduce(plus([*getattr(other, attr).values(), other.samples]))
-        for name, values in getattr(full, attr).items():
-            torch.testing.assert_close(getattr(meter, attr)[name], values, rtol=1e-12, atol=1e-9)
+    first.all_reduce(plus([getattr(second, f) for f in fields]))
+    for field in fields:  # counts: exactly the same, however the data were split
+        assert torch.equal(getattr(first, field), getattr(whole, field)), field
+    assert first.count == 20 and first.ann_accuracy == first.qann_accuracy
+    for meter, other, full in ((first_energy, second_energy, whole_energy),
+                               (first_maps, second_maps, whole_maps)):  # fmt: skip
+        meter.all_reduce(plus([*other.totals.values(), other.samples]))
         assert float(meter.samples) == 20
+        for name, values in full.totals.items():  # float sums: equal up to rounding
+            torch.testing.assert_close(meter.totals[name], values, rtol=1e-12, atol=1e-9)
 
 
 def test_classification_task_scores_per_timestep():
@@ -150,3 +150,13 @@ def test_classification_task_scores_per_timestep():
 def test_an_activation_the_rule_does_not_know_is_refused_by_name():
     with pytest.raises(UnsupportedLayerError, match="GELU at '1' cannot be converted.*only QReLU"):
         to_snn(nn.Sequential(nn.Linear(2, 2), nn.GELU(), QReLU(2, 1.0)))
+
+
+def test_an_snn_of_other_neurons_is_not_reloaded_as_st_bif(tmp_path):
+    from spikezip.artifacts import CheckpointError, load_snn, save_snn
+
+    qann = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), QReLU(2, 0.5), nn.Linear(3, 2))
+    meta = {"arch": {"name": "small", "num_classes": 2}, "levels": 2, "input_shape": [4]}
+    path = save_snn(to_snn(qann, "constant", neuron=IF_RULE), qann, tmp_path / "snn.pt", meta)
+    with pytest.raises(CheckpointError, match=r"an SNN of \['IFNeuron'\] neurons"):
+        load_snn(path)

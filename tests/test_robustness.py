@@ -204,9 +204,24 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, name, content, kind)
         load_qann(path)
     message = str(info.value)
     assert str(path) in message and kind in message and "expected a file written by" in message
-    assert "weights_only" not in message  # torch's advice does not apply here
     with pytest.raises(CheckpointError, match=name):
         convert_file(_compose("convert", [f"qann={path}"]))
+
+
+def test_convert_py_names_a_json_file_given_as_a_checkpoint(tmp_path):
+    path = tmp_path / "equivalence.json"
+    path.write_text('{"equivalent": true}')
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "convert.py"), f"qann={path}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: checkpoint {path} is corrupt or not a PyTorch file: it is a JSON text file; "
+        "expected a file written by torch.save (teacher.ckpt, qann.ckpt, snn.pt, ...)"
+    )
+    # Neither a traceback nor torch's advice to load with weights_only=False.
+    assert "Traceback" not in result.stderr and "weights_only" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -315,7 +330,7 @@ def test_a_quantization_scale_pushed_below_zero_is_divergence(tmp_path):
     from spikezip.lit.guards import DivergenceGuard
 
     module = PETModule({"name": "small", "num_classes": 10, "width": 0.25})
-    guard = DivergenceGuard("PET fine-tuning", "pet", 0.1)
+    guard = DivergenceGuard("PET fine-tuning", key="pet", lr=0.1)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     guard.on_fit_start(trainer, module)
     guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)  # all is well
@@ -323,3 +338,47 @@ def test_a_quantization_scale_pushed_below_zero_is_divergence(tmp_path):
         module.pet.net.features[2].scales[0].fill_(-3.0)  # finite, but no quantizer
     with pytest.raises(DivergenceError, match=r"scales \{'pet.net.features.2.scales.0': -3.0\}"):
         guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["snn.encoding=constant"], r"snn.encoding=constant feeds input and biases on every step"),
+        (["teacher=pretrained"], r"teacher.source=pretrained .* needs data=imagenet"),
+        (["snn.energy.joules_per_sop=0"], r"snn.energy.joules_per_sop must be > 0"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_before_any_work(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(_compose(overrides=overrides))
+
+
+def test_a_config_without_a_schema_is_checked_as_thoroughly():
+    from omegaconf import OmegaConf
+
+    from spikezip.config import TrainConfig
+
+    saved = OmegaConf.create({"pet": {"alpha": -1.0}})  # e.g. a loaded .hydra/config.yaml
+    with pytest.raises(ConfigError, match=r"pet.alpha must be >= 0"):
+        validate(saved, TrainConfig)
+    cfg = validate(OmegaConf.create({"snn": {"energy": {"joules_per_sop": 1e-13}}}), TrainConfig)
+    assert cfg.snn.energy.joules_per_sop == 1e-13 and cfg.pet.levels == [8, 4, 2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_gpu_run_without_cuda_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="trainer.accelerator=gpu but CUDA is not available"):
+        pipeline.train(_compose(overrides=[*FAST, "trainer.accelerator=gpu"]), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_directory_of_another_version_is_named(uninterrupted):
+    from spikezip.artifacts import read_json
+    from spikezip.config import check_same_run
+
+    run_dir, _ = uninterrupted
+    identity = read_json(run_dir / "run_identity.json")
+    check_same_run(identity, validate(_compose(overrides=FAST)))  # the same settings: fine
+    identity.pop("format")
+    with pytest.raises(ConfigError, match="made by another version of SpikeZIP"):
+        check_same_run(identity, validate(_compose(overrides=FAST)))

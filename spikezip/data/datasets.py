@@ -77,7 +77,12 @@ def _cifar(name: str, root: Path, download: bool, augment: bool) -> tuple[Datase
             f"{root / cls.base_folder}/ as extracted from {cls.url}. Run with "
             "data.download=true on a machine with internet, or set data.root to where it is."
         ) from err
-    except OSError as err:  # URLError, socket errors, HTTP errors: the download failed
+    except OSError as err:
+        if not download:
+            raise DatasetNotFoundError(
+                f"{name} under {root.resolve()} cannot be read: {err}"
+            ) from err
+        # URLError, socket and HTTP errors: the download failed
         raise DatasetNotFoundError(
             f"downloading {name} from {cls.url} failed ({err}). Without internet, download "
             "that archive on another machine, extract it so that "

@@ -63,7 +63,10 @@ class SNNConversionCallback(pl.Callback):
             progress=trainer.progress_bar_callback is not None,
             task=task_for(pl_module.hparams["arch"]),
         )
-        totals = totals.reduce(lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
+        # Collectives want tensors on the module's device (NCCL has no CPU tensors).
+        totals.all_reduce(
+            lambda t: trainer.strategy.reduce(t.to(pl_module.device), reduce_op="sum")
+        )
         if trainer.is_global_zero:
             write_accuracy_curve(
                 totals.snn_accuracy, self._directory(trainer), totals.qann_accuracy

@@ -57,16 +57,17 @@ class DivergenceGuard(pl.Callback):
     Q-ReLU scales are not positive, before any checkpoint of that epoch is written, with
     an error that says where and what to try.
 
-    ``key`` is the stage's config prefix (``teacher`` or ``pet``) for the advice.
-    The module's ``training_step`` must return its loss (a tensor or ``{"loss": ...}``).
+    ``label`` names the stage in the message; ``key`` is its config prefix (``teacher``
+    or ``pet``) and ``lr`` its learning rate, for the advice. The module's
+    ``training_step`` must return its loss (a tensor or ``{"loss": ...}``).
     """
 
-    def __init__(self, stage: str, key: str, lr: float):
-        self.stage, self.key, self.lr = stage, key, lr
+    def __init__(self, label: str, *, key: str, lr: float):
+        self.label, self.key, self.lr = label, key, lr
 
     def _fail(self, trainer: pl.Trainer, what: str) -> None:
         raise DivergenceError(
-            f"the {self.stage} diverged at step {trainer.global_step} (epoch "
+            f"the {self.label} diverged at step {trainer.global_step} (epoch "
             f"{trainer.current_epoch + 1}): {what}. Nothing of this epoch was saved. Try a "
             f"lower learning rate ({self.key}.optimizer.lr={self.lr:g} now) or gradient "
             f"clipping ({self.key}.optimizer.grad_clip=1.0), in a new run directory."

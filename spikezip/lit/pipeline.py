@@ -1,10 +1,11 @@
 """The whole SpikeZIP pipeline behind ``train.py``: teacher -> PET -> QANN -> SNN -> report.
 
-Each stage leaves its artifact in the run directory and is skipped when it is already
-there; a training stage writes ``checkpoints/<stage>/last.ckpt`` after every epoch and
-resumes from it. Running the same command again on the same run directory
-(``hydra.run.dir=...``) continues an interrupted run from its last finished epoch; a rerun
-with other settings is refused before it touches anything.
+The teacher and PET stages leave ``teacher.ckpt`` and ``qann.ckpt`` in the run directory
+and are skipped when those are there (conversion and evaluation run again); a training
+stage writes ``checkpoints/<stage>/last.ckpt`` after every epoch and resumes from it.
+Running the same command again on the same run directory (``hydra.run.dir=...``)
+continues an interrupted run from its last finished epoch; a rerun with other settings is
+refused before it touches anything.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from spikezip.lit.teacher import TeacherModule
 from spikezip.models import build_model
 
 log = logging.getLogger(__name__)
-PRETRAINED = ("resnet18", "resnet34", "vgg16")
 
 
 @dataclass
@@ -110,19 +110,31 @@ class Run:
         atomic checkpoint after every epoch, resuming from ``checkpoints/<stage>/last.ckpt``
         and stopping at the first non-finite loss or weight."""
         ckpts = self.dir / "checkpoints" / stage
+        label = "teacher" if stage == "teacher" else "PET fine-tuning"
         guards = [
             epoch_checkpoint(ckpts),
-            DivergenceGuard("teacher" if stage == "teacher" else "PET fine-tuning", stage, lr),
+            DivergenceGuard(label, key=stage, lr=lr),
             EpochSeed(self.cfg.seed),
         ]
         trainer = self.trainer(stage, epochs, [*guards, *callbacks])
         last = ckpts / "last.ckpt"
+        start = 0
         if last.exists():
             log.info("%s: resuming from %s", stage, last)
+            start = _finished_epochs(last)
+        # Data-loader workers take their first indices before Lightning calls set_epoch.
+        self.train_loader.sampler.set_epoch(start)
         trainer.fit(
             module, self.train_loader, self.val_loader, ckpt_path=last if last.exists() else None
         )
         return trainer
+
+
+def _finished_epochs(checkpoint: Path) -> int:
+    """Epochs a stage's ``last.ckpt`` holds (it is written at the end of an epoch)."""
+    return (
+        int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    )
 
 
 def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
@@ -151,13 +163,12 @@ def obtain_teacher(run: Run) -> nn.Module:
     if teacher.source is TeacherSource.checkpoint:
         model = load_ann(teacher.checkpoint, run.arch)
     elif teacher.source is TeacherSource.pretrained:
-        arch = run.arch
-        if arch["name"] not in PRETRAINED or arch["num_classes"] != 1000:
+        if run.arch["num_classes"] != 1000:  # the model and the dataset were checked before
             raise ConfigError(
-                f"teacher.source=pretrained needs an ImageNet model {PRETRAINED} with 1000 "
-                f"classes; got model.name={arch['name']} with {arch['num_classes']} classes"
+                "teacher.source=pretrained needs the 1000 ImageNet classes; the ImageNet "
+                f"folder under data.root={run.cfg.data.root} has {run.arch['num_classes']}"
             )
-        model = build_model(**arch, pretrained=True)
+        model = build_model(**run.arch, pretrained=True)
     else:
         module = TeacherModule(run.arch, teacher.optimizer)
         trainer = run.fit("teacher", module, teacher.epochs, teacher.optimizer.lr)
@@ -202,6 +213,7 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> dict:
     """
     composed = cfg
     cfg = validate(cfg, TrainConfig)
+    cfg.trainer.simulation_device()  # trainer=gpu without CUDA fails now, not after training
     run_dir = Path(run_dir)
     identity = run_dir / "run_identity.json"
     if identity.exists() and _made_anything(run_dir):
@@ -247,7 +259,8 @@ def _stages(run: Run) -> dict:
             data=data,
         )
     qann, metadata = load_qann(qann_path)
-    sample = next(iter(run.val_loader))[0][:16]
+    val = run.val_loader.dataset
+    sample = torch.stack([val[i][0] for i in range(min(16, len(val)))])
     settings = cfg.snn
     convert_and_prove(
         qann,

@@ -17,6 +17,12 @@ MODELS = {
 }
 
 
+# Models with residual connections to re-route (``rcr=True``).
+RESNETS = ("resnet20", "resnet18", "resnet34")
+# Models whose torchvision ImageNet weights load (``pretrained=True``).
+PRETRAINED = ("resnet18", "resnet34", "vgg16")
+
+
 def build_model(name: str, **kwargs) -> nn.Module:
     """The ANN called ``name`` in :data:`MODELS`, built with ``kwargs``."""
     if name not in MODELS:
@@ -26,6 +32,8 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 __all__ = [
     "MODELS",
+    "PRETRAINED",
+    "RESNETS",
     "build_model",
     "VGG",
     "BasicBlock",

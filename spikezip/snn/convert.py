@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from spikezip.convertible import BATCHNORM, WEIGHTED, Kind, check_graph, module_kind
+from spikezip.convertible import BATCHNORM, WEIGHTED, Kind, check_graph
 from spikezip.quant.qrelu import QReLU
 from spikezip.settings import choice
 from spikezip.snn.encoding import Encoding, release_for
@@ -136,14 +136,13 @@ def to_snn(
     encoding = choice("encoding", encoding, Encoding)
     model = copy.deepcopy(qann).eval()
     gm = trace(model)
-    check_graph(gm, neuron.activation)  # before anything changes: errors name the QANN's layers
+    kinds = check_graph(gm, neuron.activation)  # before any change: errors name QANN layers
     levels = [m.levels for m in gm.modules() if isinstance(m, neuron.activation)]
-    _fuse_batchnorm(gm)
+    _fuse_batchnorm(gm)  # a fused conv keeps its name and kind; its batch-norm node is gone
     for node in list(gm.graph.nodes):
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
-            kind = module_kind(node.target, module, neuron.activation)
-            new = _spiking(node.target, module, kind, neuron)
+            new = _spiking(node.target, module, kinds[node.target], neuron)
             if new is not None:
                 gm.set_submodule(node.target, new)
     gm.delete_all_unused_submodules()

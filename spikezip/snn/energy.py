@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from spikezip.settings import positive
 from spikezip.snn.layers import SpikingAffine, SpikingBatchNorm
-from spikezip.snn.measure import ReduceSum, sum_across
+from spikezip.snn.measure import LayerSums
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import SpikingNeuron
 
@@ -99,6 +100,8 @@ class _FanoutInterpreter(fx.Interpreter):
     def _call(self, name: str, args, kwargs, run):
         """Functional versions of the linear maps: sums instead of means, signs dropped."""
         tensors = [a for a in args if isinstance(a, Tensor)]
+        if not tensors:  # arithmetic on sizes (x.size(1) * 64): no activations involved
+            return run(*args, **kwargs)
         if name in ("mul", "imul", "truediv", "itruediv", "div", "neg"):
             return tensors[0]  # scaling by a constant: one value in, one value out
         if name in ("sub", "isub"):
@@ -156,7 +159,7 @@ def ann_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-@dataclass(frozen=True)
+@dataclass
 class EnergyConstants:
     """Joules per operation: 77 fJ per synaptic operation (the ROLLS chip, as the paper
     uses) and 12.5 pJ per FLOP."""
@@ -165,20 +168,17 @@ class EnergyConstants:
     joules_per_flop: float = 12.5e-12
 
     def __post_init__(self):
-        for name in ("joules_per_sop", "joules_per_flop"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+        positive("joules_per_sop", self.joules_per_sop)
+        positive("joules_per_flop", self.joules_per_flop)
 
 
-class EnergyMeter:
-    """Counts SOPs per neuron layer and step during :func:`spikezip.snn.measure_snn`.
+class EnergyMeter(LayerSums):
+    """Counts SOPs per neuron layer and step during :func:`spikezip.snn.measure_snn`
+    (:attr:`totals`, summed over samples).
 
     After the measurement, :meth:`result` gives the energy per inference (averaged over
     samples) at every T. Input shape: one sample's, e.g. ``(1, 28, 28)``.
     """
-
-    needs_activations = False
 
     def __init__(
         self,
@@ -187,38 +187,27 @@ class EnergyMeter:
         timesteps: int,
         constants: EnergyConstants | None = None,
     ):
-        self.snn, self.timesteps = snn, timesteps
+        super().__init__(snn, timesteps)
+        self.snn = snn
         self.constants = constants or EnergyConstants()
         self.fanouts = {name: fanout(snn, input_shape, name)[0] for name in snn.neurons}
         self.input_macs = fanout(snn, input_shape, INPUT)[1]
-        self.sops = {name: torch.zeros(timesteps, dtype=torch.float64) for name in self.fanouts}
-        self.samples = torch.zeros((), dtype=torch.float64)
 
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
-        self.samples += len(x)
+        super().begin_batch(x, activations)
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
-        # Counts stay on the simulation's device: no host sync in the per-step loop.
-        self.sops = {k: v.to(x.device) for k, v in self.sops.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
         for name, neuron in snn.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
-            self.sops[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
-
-    def reduce(self, reduce_sum: ReduceSum) -> None:
-        """Sum the counts over processes, in place."""
-        names = list(self.sops)
-        *sops, self.samples = sum_across([*self.sops.values(), self.samples], reduce_sum)
-        self.sops = dict(zip(names, sops, strict=True))
+            self.totals[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
 
     def result(self, ann_flops_per_inference: int) -> dict:
         """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs and joules."""
-        samples = max(float(self.samples), 1.0)
-        sops = {name: v.cpu() for name, v in self.sops.items()}
-        per_step = sum(sops.values()) / samples
-        sop = torch.cumsum(per_step, 0)
+        sops = self.per_sample()
+        sop = torch.cumsum(sum(sops.values()), 0)
         released = [self.snn.release.released_steps(t) for t in range(1, self.timesteps + 1)]
         first_flops = 2 * self.input_macs * torch.tensor(released, dtype=torch.float64)
         c = self.constants
@@ -231,5 +220,5 @@ class EnergyMeter:
             "snn_joules": joules.tolist(),
             "ann_flops": ann_flops_per_inference,
             "ann_joules": ann_flops_per_inference * c.joules_per_flop,
-            "sop_per_layer": {name: float(v.sum()) / samples for name, v in sops.items()},
+            "sop_per_layer": {name: float(v.sum()) for name, v in sops.items()},
         }

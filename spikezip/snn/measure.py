@@ -49,21 +49,48 @@ class Meter(Protocol):
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None: ...
 
-    def reduce(self, reduce_sum: ReduceSum) -> None: ...
+    def all_reduce(self, reduce_sum: ReduceSum) -> None: ...
+
+
+class LayerSums:
+    """Base of meters that add one ``[timesteps]`` curve per neuron layer over samples
+    (:attr:`totals`, :attr:`samples`); the sums stay on the simulation's device."""
+
+    needs_activations = False
+
+    def __init__(self, snn: SpikingNetwork, timesteps: int):
+        self.timesteps = timesteps
+        self.totals = {name: torch.zeros(timesteps, dtype=torch.float64) for name in snn.neurons}
+        self.samples = torch.zeros((), dtype=torch.float64)
+
+    def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
+        self.samples += len(x)
+        self.totals = {k: v.to(x.device) for k, v in self.totals.items()}
+
+    def all_reduce(self, reduce_sum: ReduceSum) -> None:
+        """Sum the totals over processes, in place."""
+        *totals, self.samples = sum_across([*self.totals.values(), self.samples], reduce_sum)
+        self.totals = dict(zip(self.totals, totals, strict=True))
+
+    def per_sample(self) -> dict[str, Tensor]:
+        """Each layer's curve averaged over the samples (on the CPU)."""
+        samples = max(float(self.samples), 1.0)
+        return {name: v.cpu() / samples for name, v in self.totals.items()}
 
 
 @dataclass
 class SNNMeasurement:
-    """Sums over the samples measured (float64 counts; see :meth:`reduce`).
+    """Sums over the samples measured (float64 counts; see :meth:`all_reduce`).
 
     Attributes:
         correct: ``[timesteps]`` samples the SNN got right at ``T = 1..timesteps``.
-        reference_correct: samples the ANN it came from got right.
+        reference_correct: samples the ANN it came from (the QANN) got right.
         agree: samples whose SNN prediction (at equilibrium, or after the last step
-            simulated where not reached) is the ANN's.
+            simulated where not reached) is the QANN's.
         samples: samples measured.
         t_eq_counts: ``[horizon + 1]`` samples that reached equilibrium at ``T_eq = i``;
             the others never did within the horizon.
+        ann_correct, ann_samples: the same for the full-precision ANN, when one was given.
     """
 
     correct: Tensor
@@ -71,23 +98,23 @@ class SNNMeasurement:
     agree: Tensor
     samples: Tensor
     t_eq_counts: Tensor
+    ann_correct: Tensor
+    ann_samples: Tensor
 
     @classmethod
     def zeros(cls, timesteps: int, horizon: int) -> SNNMeasurement:
-        z = torch.zeros((), dtype=torch.float64)
-        return cls(
-            torch.zeros(timesteps, dtype=torch.float64),
-            z.clone(),
-            z.clone(),
-            z.clone(),
-            torch.zeros(horizon + 1, dtype=torch.float64),
-        )
+        def z(*shape):
+            return torch.zeros(shape, dtype=torch.float64)
 
-    def reduce(self, reduce_sum: ReduceSum) -> SNNMeasurement:
-        """This measurement summed over every process (``reduce_sum`` adds one tensor)."""
-        return SNNMeasurement(
-            *sum_across([getattr(self, f.name) for f in fields(self)], reduce_sum)
-        )
+        return cls(z(timesteps), z(), z(), z(), z(horizon + 1), z(), z())
+
+    def all_reduce(self, reduce_sum: ReduceSum) -> SNNMeasurement:
+        """Sum every count over processes (``reduce_sum`` adds one tensor), in place."""
+        names = [f.name for f in fields(self)]
+        totals = sum_across([getattr(self, n) for n in names], reduce_sum)
+        for name, total in zip(names, totals, strict=True):
+            setattr(self, name, total)
+        return self
 
     @property
     def count(self) -> int:
@@ -101,6 +128,11 @@ class SNNMeasurement:
     @property
     def qann_accuracy(self) -> float:
         return float(self.reference_correct) / max(self.count, 1)
+
+    @property
+    def ann_accuracy(self) -> float | None:
+        """The full-precision ANN's accuracy, if one was measured."""
+        return float(self.ann_correct / self.ann_samples) if self.ann_samples else None
 
     @property
     def agreement(self) -> float:
@@ -149,19 +181,23 @@ def measure_snn(
     progress: bool = True,
     meters: Sequence[Meter] = (),
     task: Task | None = None,
+    ann: nn.Module | None = None,
 ) -> SNNMeasurement:
     """Accuracy at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
 
     Each batch is simulated once for ``max(timesteps, max_timesteps)`` steps (steps after
     every sample settled cost nothing); the curve is read off the accumulated outputs.
     ``qann`` should be the network ``snn`` came from; it runs once per batch, in eval
-    mode. ``meters`` see every batch and step. Returns this process's sums.
+    mode, and so does ``ann`` (its full-precision teacher) if given. ``meters`` see every
+    batch and step. Returns this process's sums.
     """
     task = task or Classification()
     horizon = max(timesteps, max_timesteps)
     dtype = snn.dtype
     totals = SNNMeasurement.zeros(timesteps, horizon)
     names = list(snn.neurons) if any(m.needs_activations for m in meters) else []
+    if ann is not None:
+        ann.eval()
     if limit_batches is None and hasattr(batches, "__len__"):
         limit_batches = len(batches)
 
@@ -178,12 +214,15 @@ def measure_snn(
             reference, activations = run_with_activations(qann, x, names)
             for meter in meters:
                 meter.begin_batch(x, activations)
-            sim = snn.run(x, horizon, on_step=on_step if meters else None)
-            totals.correct += task.correct(sim.outputs[:timesteps], y).double().cpu()
+            sim = snn.run(x, horizon, on_step=on_step if meters else None, keep=timesteps)
+            totals.correct += task.correct(sim.outputs, y).double().cpu()
             totals.reference_correct += float(task.correct(reference, y))
             totals.agree += float(task.agree(sim.final, reference))
             totals.samples += len(y)
             settled = sim.t_eq[sim.t_eq >= 0].cpu()
             totals.t_eq_counts += torch.bincount(settled, minlength=horizon + 1).double()
+            if ann is not None:
+                totals.ann_correct += float(task.correct(ann(x), y))
+                totals.ann_samples += len(y)
             bar.advance(task_id)
     return totals

@@ -22,26 +22,22 @@ class Simulation:
     """What one simulation produced.
 
     Attributes:
-        outputs: ``[T, B, ...]`` the network's accumulated output after each step.
+        outputs: ``[T, B, ...]`` the network's accumulated output after each step (the
+            first ``keep`` steps only, if the run was asked to keep fewer).
         t_eq: ``[B]`` (long) per sample, the step after which nothing changes any more
             (the output is final from there); ``-1`` where that was not reached in the
             steps simulated. Never less than ``T_off``.
+        final: ``[B, ...]`` the accumulated output after the last step simulated.
+        timesteps: the steps simulated.
         spike_counts: if recorded, neuron layer name -> ``[T, B]`` spikes of either sign
             emitted in each step (``|+1|`` and ``|-1|`` both count).
     """
 
     outputs: Tensor
     t_eq: Tensor
+    final: Tensor
+    timesteps: int
     spike_counts: dict[str, Tensor] | None = None
-
-    @property
-    def timesteps(self) -> int:
-        return self.outputs.shape[0]
-
-    @property
-    def final(self) -> Tensor:
-        """``[B, ...]`` the accumulated output after the last step simulated."""
-        return self.outputs[-1]
 
     @property
     def at_equilibrium(self) -> Tensor:
@@ -121,6 +117,7 @@ class SpikingNetwork(nn.Module):
         record_spikes: bool = False,
         on_step: Callable[[int, SpikingNetwork], None] | None = None,
         fast_forward: bool = True,
+        keep: int | None = None,
     ) -> Simulation:
         """Simulate ``timesteps`` steps of input ``x`` (``[B, ...]``) in one pass.
 
@@ -133,6 +130,8 @@ class SpikingNetwork(nn.Module):
             fast_forward: once every sample is at equilibrium, record the remaining steps
                 without running them (nothing can change any more). ``False`` runs every
                 step, for timing or for the sceptical.
+            keep: keep the accumulated outputs of the first ``keep`` steps only (and the
+                final one): a long budget to reach equilibrium then costs no memory.
         """
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
@@ -150,10 +149,14 @@ class SpikingNetwork(nn.Module):
         outputs: list[Tensor] = []
         total: Tensor | None = None
         settled = False  # every sample at equilibrium
+        keep = timesteps if keep is None else keep
+        steps = 0
         for t in range(1, timesteps + 1):
+            steps = t
             if settled and fast_forward:
                 # Inputs are zero and no neuron fires: state and output stay as they are.
-                outputs.append(total)
+                if t <= keep:
+                    outputs.append(total)
                 for c in counts.values():
                     c.append(torch.zeros_like(c[-1]))
             else:
@@ -162,7 +165,8 @@ class SpikingNetwork(nn.Module):
                     m.releasing = releasing
                 y = self.graph(share if releasing else zero)
                 total = y.clone() if total is None else total + y
-                outputs.append(total)
+                if t <= keep:
+                    outputs.append(total)
                 if record_spikes or not (releasing or settled):
                     quiet = self._record_step(neurons, counts, batch, x.device)
                 if not (releasing or settled):
@@ -175,7 +179,8 @@ class SpikingNetwork(nn.Module):
             if settled and stop_at_equilibrium:
                 break
         spikes = {k: torch.stack(v) for k, v in counts.items()} if record_spikes else None
-        return Simulation(torch.stack(outputs), t_eq, spikes)
+        kept = torch.stack(outputs) if outputs else total.new_empty((0, *total.shape))
+        return Simulation(kept, t_eq, total, steps, spikes)
 
     @staticmethod
     def _record_step(neurons, counts, batch, device) -> Tensor:
