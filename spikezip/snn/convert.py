@@ -52,7 +52,7 @@ def stbif_from_qrelu(name: str, qrelu: nn.Module) -> STBIF:
         warnings.warn(
             f"QReLU at '{name}' was never trained or initialised (scale {scale}); the SNN "
             "is exact, but for a network nobody trained.",
-            stacklevel=5,
+            stacklevel=4,
         )
     return STBIF(qrelu.scale.detach(), qrelu.levels)
 

@@ -200,7 +200,7 @@ class EnergyMeter(LayerSums):
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
-        for name, neuron in snn.neurons.items():
+        for name, neuron in self.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
             self.totals[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
 

@@ -23,7 +23,7 @@ class FeatureMapMeter(LayerSums):
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
-        for name, neuron in snn.neurons.items():
+        for name, neuron in self.neurons.items():
             estimate = snn.release.estimate(neuron.accumulated(), t)
             self.totals[name][t - 1] += (estimate - self._activations[name]).abs().sum()
 

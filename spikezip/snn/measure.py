@@ -60,7 +60,8 @@ class LayerSums:
 
     def __init__(self, snn: SpikingNetwork, timesteps: int):
         self.timesteps = timesteps
-        self.totals = {name: torch.zeros(timesteps, dtype=torch.float64) for name in snn.neurons}
+        self.neurons = snn.neurons  # looked up once, not on every step
+        self.totals = {name: torch.zeros(timesteps, dtype=torch.float64) for name in self.neurons}
         self.samples = torch.zeros((), dtype=torch.float64)
 
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
