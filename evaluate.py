@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from spikezip.cli import report_errors, setup
+from spikezip.distributed import is_rank_zero
 
 setup()
 
@@ -13,6 +14,8 @@ def main(cfg: DictConfig) -> None:
     from spikezip.evaluation import evaluate_file
 
     summary = report_errors(lambda: evaluate_file(cfg))
+    if not is_rank_zero():  # under torchrun: one summary, from rank 0
+        return
     acc, t_eq = summary["snn_accuracy"], summary["t_eq_mean"]
     print(
         f"QANN {summary['qann_accuracy']:.4f}; SNN at T={len(acc)} {acc[-1]:.4f}; "

@@ -185,18 +185,28 @@ class SNNConfig(SimulationConfig):
 @dataclass
 class TrainerConfig:
     accelerator: str = "cpu"
-    devices: Any = 1
+    devices: Any = 1  # per node: a count, a list of GPU ids, or -1 for all
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" for several processes (Lightning's strategies)
+    sync_batchnorm: bool = False  # batch statistics over all processes (PET: per path)
     precision: str = "32-true"
     limit_train_batches: Any = None
     limit_val_batches: Any = None
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
 
+    def __post_init__(self):
+        positive("num_nodes", self.num_nodes)
+        if self.sync_batchnorm and self.accelerator == "cpu":
+            raise SettingError(
+                "sync_batchnorm=true needs GPUs: torch's SyncBatchNorm does not run on the CPU"
+            )
+
     def simulation_device(self) -> torch.device:
         """Where to simulate SNNs: CUDA for gpu / cuda / auto when present; an explicit
         gpu request without CUDA is an error, not a silent CPU run."""
         if self.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())  # this process's GPU
         if self.accelerator in ("gpu", "cuda"):
             raise ConfigError(f"trainer.accelerator={self.accelerator} but CUDA is not available")
         return torch.device("cpu")

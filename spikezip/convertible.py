@@ -15,7 +15,9 @@ from torch import fx, nn
 
 from spikezip.tracing import UnsupportedLayerError, describe, op_name, shared_call_sites
 
-BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# Every batch-norm: also SyncBatchNorm and what Lightning turns it back into after a
+# distributed fit (in eval mode all of them are the same affine map).
+BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # Linear maps with no bias: they commute with summing over time-steps as they are.
 _LINEAR_KEEP = (

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from spikezip.artifacts import load_snn, write_csv, write_json
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
 from spikezip.data import DatasetNotFoundError
+from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
 from spikezip.plots import plot_accuracy_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
 from spikezip.snn import SpikingNetwork, measure_snn, to_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
@@ -46,6 +48,15 @@ def _write_feature_maps(distances: dict[str, list[float]], out_dir: Path) -> Non
     plot_feature_maps(distances, out_dir / "feature_maps.png")
 
 
+def evaluation_batches(dataset: Dataset, batch_size: int, eval_batches: int | None) -> DataLoader:
+    """This process's batches of the samples an evaluation measures: the first
+    ``eval_batches * batch_size`` samples (all if None), shared out between the processes
+    without duplicates (:func:`spikezip.distributed.shard`), so the samples measured do
+    not depend on how many processes measure them."""
+    limit = None if eval_batches is None else eval_batches * batch_size
+    return DataLoader(shard(dataset, limit), batch_size)
+
+
 def evaluate_snn(
     snn: SpikingNetwork,
     qann: nn.Module,
@@ -62,13 +73,13 @@ def evaluate_snn(
     ann: nn.Module | None = None,
     max_accuracy_drop: float | None = None,
 ) -> dict:
-    """Measure ``snn`` at every T (one simulation per batch): accuracy, the QANN's
-    accuracy and agreement, T_eq, energy and, with ``settings.feature_maps``, feature-map
-    distances. With ``ann`` (the QANN's full-precision teacher) also its accuracy on the
-    same samples, and a warning when the QANN is more than ``max_accuracy_drop`` below it.
-    ``reduce_sum`` adds the sums over processes (None: one process); only the process
-    with ``write`` writes the report into ``out_dir``. Returns the ``snn_eval.json``
-    content.
+    """Measure ``snn`` on ``batches`` (all of them; see :func:`evaluation_batches`) at
+    every T, one simulation per batch: accuracy, the QANN's accuracy and agreement, T_eq,
+    energy and, with ``settings.feature_maps``, feature-map distances. With ``ann`` (the
+    QANN's full-precision teacher) also its accuracy on the same samples, and a warning
+    when the QANN is more than ``max_accuracy_drop`` below it. ``reduce_sum`` adds the
+    sums over processes (None: one process); only the process with ``write`` writes the
+    report into ``out_dir``. Returns the ``snn_eval.json`` content.
     """
     out_dir = Path(out_dir)
     snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
@@ -83,7 +94,6 @@ def evaluate_snn(
         batches,
         timesteps=timesteps,
         max_timesteps=settings.max_timesteps,
-        limit_batches=settings.eval_batches,
         device=device,
         progress=progress,
         meters=meters,
@@ -149,12 +159,23 @@ def _warnings(summary: dict, max_accuracy_drop: float | None) -> list[str]:
 
 def evaluate_file(cfg) -> dict:
     """``evaluate.py``: :func:`evaluate_snn` of an ``snn.pt`` on a dataset's validation
-    split; the report goes to ``out_dir`` (default: ``<snn.pt's folder>/eval_<data>``)."""
-    from torch.utils.data import DataLoader
+    split; the report goes to ``out_dir`` (default: ``<snn.pt's folder>/eval_<data>``).
 
+    Under a launcher such as ``torchrun --nproc_per_node=N``, the N processes share the
+    samples out, their sums are added, and rank 0 writes the report.
+    """
+    cfg: EvaluateConfig = validate(cfg, EvaluateConfig)
+    joined = init_from_env()
+    try:
+        return _evaluate_file(cfg)
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+
+
+def _evaluate_file(cfg: EvaluateConfig) -> dict:
     from spikezip.data import build_datasets
 
-    cfg: EvaluateConfig = validate(cfg, EvaluateConfig)
     device = cfg.trainer.simulation_device()
     snn, qann, metadata = load_snn(cfg.snn.path)
     d = cfg.data
@@ -168,15 +189,16 @@ def evaluate_file(cfg) -> dict:
     out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
     if cfg.snn.encoding not in (None, snn.encoding):  # the same QANN released another way
         snn = to_snn(qann, cfg.snn.encoding)
-    loader = DataLoader(val, d.eval_batch_size)
     return evaluate_snn(
         snn,
         qann,
         metadata,
-        loader,
+        evaluation_batches(val, d.eval_batch_size, cfg.snn.eval_batches),
         out_dir,
         cfg.snn,
         dtype=cfg.snn.dtype,
         device=device,
-        progress=cfg.trainer.enable_progress_bar,
+        progress=cfg.trainer.enable_progress_bar and is_rank_zero(),
+        reduce_sum=reduce_sum,
+        write=is_rank_zero(),
     )

@@ -22,8 +22,12 @@ class SpikeZIPTracer(fx.Tracer):
     """fx tracer that keeps SpikeZIP's own modules (Q-ReLU, neurons, spiking layers) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return getattr(type(m), "spikezip_leaf", False) or super().is_leaf_module(
-            m, module_qualified_name
+        # Every batch-norm is one node, also a subclass defined outside torch.nn (the
+        # _BatchNormXd Lightning leaves after a synchronised-batch-norm fit).
+        return (
+            getattr(type(m), "spikezip_leaf", False)
+            or isinstance(m, nn.modules.batchnorm._BatchNorm)
+            or super().is_leaf_module(m, module_qualified_name)
         )
 
 

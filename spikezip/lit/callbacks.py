@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 
 from spikezip.config import SNNConfig
-from spikezip.evaluation import write_accuracy_curve
+from spikezip.evaluation import evaluation_batches, write_accuracy_curve
 from spikezip.snn import SNNMeasurement, measure_snn, to_snn
 from spikezip.tasks import task_for
 
@@ -18,6 +18,7 @@ class SNNConversionCallback(pl.Callback):
     """Every ``settings.every_n_epochs`` epochs and at the end of fit: export the major
     path, convert it with :func:`spikezip.snn.to_snn` (what ``convert.py`` uses), simulate
     it once on (the first ``settings.callback_batches`` batches of) the validation set,
+    shared out between the trainer's processes,
     and log ``snn/acc_t001`` ... ``snn/acc_tNNN``, ``snn/t_eq_mean``, ``snn/t_eq_max``,
     ``snn/agreement`` and ``snn/qann_acc``. Writes ``acc_vs_timestep.csv`` and ``.png`` in
     ``out_dir`` (default: the trainer's log directory) and, with a W&B logger, a table and
@@ -47,20 +48,22 @@ class SNNConversionCallback(pl.Callback):
             loader = loader[0]
         if loader is None:
             raise ValueError("SNNConversionCallback needs validation data to measure the SNN")
-        # Never more batches than validation runs (limit_val_batches, fast_dev_run).
+        # Never more batches than validation runs (limit_val_batches, fast_dev_run), counted
+        # over all processes; each process measures its share, none a padded duplicate.
         planned = trainer.num_val_batches[0] if trainer.num_val_batches else math.inf
-        limit = min(self.settings.callback_batches or math.inf, planned)
-        limit = int(limit) if math.isfinite(limit) else None
+        limit = min(self.settings.callback_batches or math.inf, planned * trainer.world_size)
+        batches = evaluation_batches(
+            loader.dataset, loader.batch_size, int(limit) if math.isfinite(limit) else None
+        )
         qann = pl_module.export_qann()
         totals = measure_snn(
             to_snn(qann, self.settings.encoding),
             qann,
-            loader,
+            batches,
             timesteps=self.settings.timesteps,
             max_timesteps=self.settings.max_timesteps,
-            limit_batches=limit,
             device=pl_module.device,
-            progress=trainer.progress_bar_callback is not None,
+            progress=trainer.progress_bar_callback is not None and trainer.is_global_zero,
             task=task_for(pl_module.hparams["arch"]),
         )
         # Collectives want tensors on the module's device (NCCL has no CPU tensors).

@@ -106,7 +106,7 @@ class PETModule(pl.LightningModule):
         return self.pet.export_major_path()
 
     def _log_paths(self, stage: str, y: Tensor, result: PathsResult) -> None:
-        log = {"on_epoch": True, "on_step": False}
+        log = {"on_epoch": True, "on_step": False, "sync_dist": True}  # means over processes
         self.log(f"{stage}/loss", result.loss, prog_bar=stage == "train", **log)
         for name, logits, term in zip(self.names, result.logits, result.terms, strict=True):
             metric = self.accuracy[f"{stage}_{name}"]

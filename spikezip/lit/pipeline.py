@@ -43,7 +43,8 @@ from spikezip.config import (
 )
 from spikezip.conversion import convert_and_prove
 from spikezip.data import EpochShuffle, build_datasets
-from spikezip.evaluation import evaluate_snn
+from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
+from spikezip.evaluation import evaluate_snn, evaluation_batches
 from spikezip.lit.callbacks import SNNConversionCallback
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
@@ -93,6 +94,9 @@ class Run:
             max_epochs=epochs,
             accelerator=t.accelerator,
             devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            sync_batchnorm=t.sync_batchnorm,
             precision=t.precision,
             log_every_n_steps=t.log_every_n_steps,
             enable_progress_bar=t.enable_progress_bar,
@@ -140,7 +144,13 @@ def _finished_epochs(checkpoint: Path) -> int:
 def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
     d = cfg.data
     train, val, info = build_datasets(d.name, d.root, d.download, d.augment, d.seed)
-    workers = {"num_workers": d.num_workers, "persistent_workers": d.num_workers > 0}
+    workers = {
+        "num_workers": d.num_workers,
+        "persistent_workers": d.num_workers > 0,
+        # Page-locked batches copy to a GPU asynchronously, beside the computation.
+        "pin_memory": cfg.trainer.accelerator in ("gpu", "cuda", "auto")
+        and torch.cuda.is_available(),
+    }
     # The order depends on (seed, epoch) only, and the loader draws its workers' seeds from
     # its own generator: the global RNG, reseeded at every epoch (EpochSeed), is left to
     # augmentation and dropout. A resumed run then repeats an uninterrupted one.
@@ -172,9 +182,10 @@ def obtain_teacher(run: Run) -> nn.Module:
     else:
         module = TeacherModule(run.arch, teacher.optimizer)
         trainer = run.fit("teacher", module, teacher.epochs, teacher.optimizer.lr)
-        trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO)
+        trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO), on rank 0 only
+        barrier()
         return module.model
-    save_ann(model, path)
+    on_rank_zero(lambda: save_ann(model, path))
     return model
 
 
@@ -222,9 +233,10 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> dict:
         _route_lightning_logs()
     pl.seed_everything(cfg.seed, workers=True)
     run = _open_run(cfg, run_dir)  # a missing dataset fails here, before anything is written
-    write_json(run_identity(cfg), identity)
-    if isinstance(composed, DictConfig):
-        record_hydra_run(run_dir, composed)
+    if is_rank_zero():  # under DDP every process runs this function; one writes
+        write_json(run_identity(cfg), identity)
+        if isinstance(composed, DictConfig):
+            record_hydra_run(run_dir, composed)
     if cfg.logger.wandb:
         run.wandb = WandbLogger(
             project=cfg.logger.project,
@@ -248,38 +260,46 @@ def _stages(run: Run) -> dict:
         teacher = load_ann(run_dir / "teacher.ckpt", run.arch)
     else:
         teacher = obtain_teacher(run)
-        module = run_pet(run, teacher)
+        qann = run_pet(run, teacher).export_qann().cpu()
         data = {"name": cfg.data.name.value, "root": cfg.data.root, "seed": cfg.data.seed}
-        save_qann(
-            module.export_qann().cpu(),
-            qann_path,
-            arch=run.arch,
-            levels=cfg.pet.levels[0],
-            input_shape=run.input_shape,
-            data=data,
+        on_rank_zero(
+            lambda: save_qann(
+                qann,
+                qann_path,
+                arch=run.arch,
+                levels=cfg.pet.levels[0],
+                input_shape=run.input_shape,
+                data=data,
+            )
         )
-    qann, metadata = load_qann(qann_path)
     val = run.val_loader.dataset
-    sample = torch.stack([val[i][0] for i in range(min(16, len(val)))])
     settings = cfg.snn
-    convert_and_prove(
-        qann,
-        metadata,
-        run_dir,
-        encoding=settings.encoding,
-        max_timesteps=settings.max_timesteps,
-        sample=sample,
-    )
+
+    def convert() -> None:  # once, on rank 0; the others wait for snn.pt
+        qann, metadata = load_qann(qann_path)
+        sample = torch.stack([val[i][0] for i in range(min(16, len(val)))])
+        convert_and_prove(
+            qann,
+            metadata,
+            run_dir,
+            encoding=settings.encoding,
+            max_timesteps=settings.max_timesteps,
+            sample=sample,
+        )
+
+    on_rank_zero(convert)
     snn, qann, metadata = load_snn(run_dir / "snn.pt")
     summary = evaluate_snn(
         snn,
         qann,
         metadata,
-        run.val_loader,
+        evaluation_batches(val, cfg.data.eval_batch_size, settings.eval_batches),
         run_dir,
         settings,
         device=cfg.trainer.simulation_device(),
-        progress=cfg.trainer.enable_progress_bar,
+        progress=cfg.trainer.enable_progress_bar and is_rank_zero(),
+        reduce_sum=reduce_sum,
+        write=is_rank_zero(),
         ann=teacher,
         max_accuracy_drop=cfg.pet.max_accuracy_drop,
     )

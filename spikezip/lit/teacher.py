@@ -40,7 +40,7 @@ class TeacherModule(pl.LightningModule):
         logits = self.model(x)
         loss = self.task.loss(logits, y)
         self.accuracy[f"{stage}_acc"].update(logits, y)
-        log = {"on_epoch": True, "on_step": False}
+        log = {"on_epoch": True, "on_step": False, "sync_dist": True}  # means over processes
         self.log(f"teacher/{stage}/loss", loss, prog_bar=stage == "train", **log)
         self.log(f"teacher/{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True, **log)
         return loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 
@@ -63,9 +64,19 @@ def lsq_grad_scale(x: Tensor, levels: int) -> float:
 
 
 def lsq_init_scale(x: Tensor, levels: int) -> Tensor:
-    """LSQ's data-driven initial step ``2 * mean(|x|) / sqrt(n)`` (never 0)."""
-    scale = 2.0 * x.detach().abs().mean() / math.sqrt(levels)
-    return torch.clamp(scale, min=torch.finfo(x.dtype).tiny)
+    """LSQ's data-driven initial step ``2 * mean(|x|) / sqrt(n)`` (never 0).
+
+    Under ``torch.distributed`` the mean is over every process's batch, so all processes
+    start from the same step (DDP keeps parameters equal only if they start equal).
+    """
+    magnitude = x.detach().abs()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        total = torch.stack([magnitude.sum(), magnitude.new_tensor(magnitude.numel())])
+        dist.all_reduce(total)
+        mean = total[0] / total[1]
+    else:
+        mean = magnitude.mean()
+    return torch.clamp(2.0 * mean / math.sqrt(levels), min=torch.finfo(x.dtype).tiny)
 
 
 def lsq_quantize(x: Tensor, step: Tensor, levels: int) -> Tensor:

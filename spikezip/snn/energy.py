@@ -202,7 +202,9 @@ class EnergyMeter(LayerSums):
             return
         for name, neuron in self.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
-            self.totals[name][t - 1] += (neuron.spike.abs() * self._device_fanouts[name]).sum()
+            # Summed in float64: integer counts stay exact however the data are split.
+            sops = (neuron.spike.abs() * self._device_fanouts[name]).sum(dtype=torch.float64)
+            self.totals[name][t - 1] += sops
 
     def result(self, ann_flops_per_inference: int) -> dict:
         """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs and joules."""
