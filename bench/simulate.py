@@ -25,27 +25,33 @@ MODELS = {
 }
 
 
-def bench(name: str, batch: int, levels: int, timesteps: int, repeats: int) -> dict:
+def bench(name: str, batch: int, levels: int, timesteps: int, repeats: int, device: str) -> dict:
     torch.manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32)
-    labels = torch.randint(0, 100, (batch,))
-    qann = to_qann(MODELS[name](), levels)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    labels = torch.randint(0, 100, (batch,), device=device)
+    qann = to_qann(MODELS[name](), levels).to(device)
     qann.train()
     with torch.no_grad():
         qann(x)  # LSQ scale init and realistic BN statistics
     qann.eval()
     snn = to_snn(qann)
+    # A GPU runs asynchronously: a timing must wait for the work it started.
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def qann_forward():
         with torch.no_grad():
             qann(x)
+        sync()
 
     def every_step():
         snn.run(x, timesteps, fast_forward=False)  # the raw cost of each step
+        sync()
 
     def accuracy_curve():
         outputs = snn.run(x, timesteps).outputs  # [T, B, classes], one pass for every T
-        return (outputs.argmax(-1) == labels).float().mean(1)
+        curve = (outputs.argmax(-1) == labels).float().mean(1)
+        sync()
+        return curve
 
     qann_forward(), every_step()  # warm-up
     # Interleaved, so that drift in the machine's speed hits both sides alike.
@@ -57,6 +63,7 @@ def bench(name: str, batch: int, levels: int, timesteps: int, repeats: int) -> d
     fwd, step = statistics.median(forward), statistics.median(steps)
     return {
         "model": name,
+        "device": device,
         "batch": batch,
         "levels": levels,
         "timesteps": timesteps,
@@ -75,17 +82,19 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--timesteps", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     parser.add_argument("--out", type=Path, default=RESULTS / "simulate.json")
     args = parser.parse_args()
 
     rows = []
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, {where}")
     print(
         f"{'model':<14}{'QANN fwd':>10}{'SNN step':>10}{'ratio':>7}{'best':>6}"
         f"{'acc@T=1..' + str(args.timesteps):>14}"
     )
     for name in args.models:
-        r = bench(name, args.batch, args.levels, args.timesteps, args.repeats)
+        r = bench(name, args.batch, args.levels, args.timesteps, args.repeats, args.device)
         rows.append(r)
         print(
             f"{name:<14}{r['qann_forward_s'] * 1e3:>8.1f}ms{r['snn_step_s'] * 1e3:>8.1f}ms"
