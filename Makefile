@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikezip-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo sweep clean
+.PHONY: help install test test-all lint format bench demo sweep compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ demo: install  ## the main job: train.py on MNIST-5k (teacher, PET [8,4,2], SNN)
 
 sweep: install  ## an example ablation: PET's alpha (Table 5c) on MNIST-5k, outputs in multirun/
 	$(PY) train.py -m sweep=alpha
+
+compare: install  ## SpikeZIP vs QCFS vs rate coding on MNIST-5k: summary.md and figures in multirun/
+	$(PY) train.py -m sweep=compare
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

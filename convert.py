@@ -13,7 +13,8 @@ def main(cfg: DictConfig) -> None:
     from spikezip.conversion import convert_file
 
     report = report_errors(lambda: convert_file(cfg))
-    print(f"equivalent: {report['equivalent']}; snn.pt written next to the report")
+    if report is not None:
+        print(f"equivalent: {report['equivalent']}; written next to equivalence.json: snn.pt")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def main(cfg: DictConfig) -> None:
     from spikezip.evaluation import evaluate_file
 
     summary = report_errors(lambda: evaluate_file(cfg))
-    if not is_rank_zero():  # under torchrun: one summary, from rank 0
+    if summary is None or not is_rank_zero():  # under torchrun: one summary, from rank 0
         return
     acc, t_eq = summary["snn_accuracy"], summary["t_eq_mean"]
     print(

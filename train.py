@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> float:
     from spikezip.lit.pipeline import train
 
     summary = report_errors(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
-    return summary["qann_accuracy"]
+    return summary["qann_accuracy"] if summary else None  # None: a sweep's failed job
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ missing, truncated or not what was expected raises :class:`CheckpointError` nami
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
+import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -22,8 +25,8 @@ from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from spikezip.errors import SpikeZIPError
+from spikezip.methods import MethodName, method_of
 from spikezip.models import build_model
-from spikezip.quant import to_qann
 from spikezip.snn import SpikingNetwork, to_snn
 
 QANN_FORMAT = "spikezip-qann/1"
@@ -56,6 +59,26 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) inside the block: processes
+    that share a file (the jobs of a sweep on one machine or one POSIX file system) take
+    turns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def copy_file(source: str | Path, destination: str | Path) -> Path:
+    """``source`` copied to ``destination``, atomically."""
+    return atomic_write(destination, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def write_json(data: dict, path: str | Path) -> Path:
@@ -154,12 +177,15 @@ def save_qann(
     levels: int,
     input_shape: Sequence[int],
     data: dict | None = None,
+    method: MethodName | str = MethodName.spikezip,
 ) -> Path:
-    """Store a QANN built as ``to_qann(build_model(**arch), levels)``; ``data`` (name,
-    root, seed) says what it was trained on, so ``convert.py`` can check it on real images."""
+    """Store the ANN a method's SNN comes from (for SpikeZIP a QANN built as
+    ``to_qann(build_model(**arch), levels)``); ``data`` (name, root, seed) says what it was
+    trained on, so ``convert.py`` can check it on real images (and calibrate a rate SNN)."""
     return _save(
         {
             "format": QANN_FORMAT,
+            "method": MethodName(method).value,
             "arch": arch,
             "levels": int(levels),
             "input_shape": list(input_shape),
@@ -182,7 +208,7 @@ def _read(path: str | Path, expected: str) -> dict:
 
 
 def _rebuild_qann(payload: dict, path, state_key: str) -> nn.Module:
-    qann = to_qann(build_model(**payload["arch"]), payload["levels"])
+    qann = method_of(payload.get("method")).rebuild(payload["arch"], payload["levels"])
     try:
         qann.load_state_dict(payload[state_key])
     except (RuntimeError, TypeError, KeyError) as err:
@@ -193,8 +219,8 @@ def _rebuild_qann(payload: dict, path, state_key: str) -> nn.Module:
 
 
 def load_qann(path: str | Path) -> tuple[nn.Module, dict]:
-    """``(qann, metadata)`` from a ``qann.ckpt``; metadata has ``arch``, ``levels``,
-    ``input_shape``, ``data``."""
+    """``(qann, metadata)`` from a ``qann.ckpt``; metadata has ``method``, ``arch``,
+    ``levels``, ``input_shape``, ``data``."""
     payload = _read(path, QANN_FORMAT)
     qann = _rebuild_qann(payload, path, "state_dict")
     return qann, {k: v for k, v in payload.items() if k != "state_dict"}
@@ -206,12 +232,13 @@ def save_snn(snn: SpikingNetwork, qann: nn.Module, path: str | Path, metadata: d
     return _save(
         {
             "format": SNN_FORMAT,
+            "method": method_of(metadata.get("method")).name.value,
             "arch": metadata["arch"],
             "levels": metadata["levels"],
             "input_shape": list(metadata["input_shape"]),
             "encoding": snn.encoding.value,
             "release_steps": snn.release_steps,
-            "neurons": sorted({type(n).__name__ for n in snn.neurons.values()}),
+            "neurons": _neuron_kinds(snn),
             "qann_state": qann.state_dict(),
             "snn_state": snn.state_dict(),
         },
@@ -219,17 +246,25 @@ def save_snn(snn: SpikingNetwork, qann: nn.Module, path: str | Path, metadata: d
     )
 
 
+def _neuron_kinds(snn: SpikingNetwork) -> list[str]:
+    return sorted({type(n).__name__ for n in snn.neurons.values()})
+
+
 def load_snn(path: str | Path) -> tuple[SpikingNetwork, nn.Module, dict]:
     """``(snn, qann, metadata)`` from an ``snn.pt``."""
     payload = _read(path, SNN_FORMAT)
-    if payload.get("neurons", ["STBIF"]) != ["STBIF"]:
-        raise CheckpointError(
-            f"{path} holds an SNN of {payload['neurons']} neurons; load_snn rebuilds SpikeZIP's "
-            "ST-BIF SNNs only"
-        )
+    method = method_of(payload.get("method"))
     qann = _rebuild_qann(payload, path, "qann_state")
-    release = payload["release_steps"] if payload["encoding"] == "even" else None
-    snn = to_snn(qann, payload["encoding"], release)
+    if method.exact:
+        release = payload["release_steps"] if payload["encoding"] == "even" else None
+        snn = to_snn(qann, payload["encoding"], release)
+    else:  # the rate method's thresholds come with the SNN's tensors below
+        snn = method.convert(qann)
+    if payload.get("neurons", _neuron_kinds(snn)) != _neuron_kinds(snn):
+        raise CheckpointError(
+            f"{path} holds an SNN of {payload['neurons']} neurons, but its method "
+            f"{method.name.value} builds {_neuron_kinds(snn)}: it was saved with the wrong method"
+        )
     try:
         snn.load_state_dict(payload["snn_state"])
     except RuntimeError as err:

@@ -13,32 +13,86 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from spikezip.config import register_configs
+from spikezip.distributed import is_rank_zero
 from spikezip.errors import SpikeZIPError
 
 T = TypeVar("T")
 log = logging.getLogger("spikezip")
 
 
-def report_errors(run: Callable[[], T]) -> T:
-    """``run()``, with a SpikeZIP error printed as its message and exit code 1."""
+def report_errors(run: Callable[[], T]) -> T | None:
+    """``run()``, with a SpikeZIP error printed as its message and exit code 1.
+
+    In a multirun a failed job does not stop the sweep: its error (any error) goes to its
+    log and to ``failed.json`` in its directory, the job returns None, and the sweep's
+    summary (:class:`SweepSummary`) lists it and fails the command at the end.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run()
     except SpikeZIPError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" and not multirun:
             raise
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("%s: %s", type(err).__name__, err)
-            raise  # this job fails; Hydra runs the others and reports it
+        if multirun:
+            _record_failure(err)
+            return None
         print(f"Error: {err}", file=sys.stderr)
         sys.exit(1)
+    except Exception as err:  # a bug: kept with its traceback; a sweep still goes on
+        if not multirun:
+            raise
+        log.exception("this job failed")
+        _record_failure(err)
+        return None
+
+
+def _record_failure(err: BaseException) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from spikezip.artifacts import write_json
+    from spikezip.compare import FAILED
+
+    log.error("%s: %s", type(err).__name__, err)
+    error = {"error": f"{type(err).__name__}: {err}"}
+    if is_rank_zero():
+        write_json(error, Path(HydraConfig.get().runtime.output_dir) / FAILED)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: when a ``train.py`` multirun ends, summarise its jobs into the sweep
+    directory (:func:`spikezip.compare.summarize`, failed jobs included), log the table and
+    figures to W&B when the sweep used ``logger=wandb``, and fail the command if a job
+    failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from spikezip.compare import log_to_wandb, summarize
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarize([sweep_dir], sweep_dir)
+        log.info("comparison of %d runs: %s", len(rows), sweep_dir / "summary.md")
+        logger = config.get("logger") or {}
+        if logger.get("wandb"):
+            mode = os.environ.get("WANDB_MODE") or str(logger.get("wandb_mode", "offline"))
+            log_to_wandb(sweep_dir, rows, str(logger.get("project", "spikezip")), mode)
+        failed = [r for r in rows if r["status"] != "ok"]
+        if failed:  # Hydra turns a callback's exception into a warning: exit instead
+            names = "; ".join(f"{r['run']}: {r['error']}" for r in failed)
+            print(
+                f"Error: {len(failed)} of {len(rows)} jobs failed ({names}); the comparison "
+                f"of all of them is in {sweep_dir / 'summary.md'}",
+                file=sys.stderr,
+            )
+            sys.exit(1)
 
 
 def _group_options(*groups: str) -> str:

@@ -24,6 +24,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from spikezip.artifacts import atomic_write
 from spikezip.data.datasets import DATASETS, DatasetInfo
+from spikezip.methods import MethodConfig
 from spikezip.models import MODELS, PRETRAINED, RESNETS
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
@@ -141,6 +142,9 @@ class TeacherConfig:
     checkpoint: str | None = None
     epochs: int = 5
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # Where runs share the teachers they would train identically (the jobs of a sweep:
+    # <sweep dir>/teachers); None: every run trains its own.
+    cache: str | None = None
 
     def __post_init__(self):
         self.source = choice("source", self.source, TeacherSource)
@@ -229,6 +233,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     pet: PETConfig = field(default_factory=PETConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     snn: SNNConfig = field(default_factory=SNNConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -354,6 +359,7 @@ NOT_IDENTITY = (
     "name", "logger", "snn", "data.root", "data.download", "data.num_workers",
     "data.eval_batch_size", "trainer.accelerator", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.limit_val_batches", "pet.max_accuracy_drop",
+    "teacher.cache",
 )  # fmt: skip
 
 
@@ -368,8 +374,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 IDENTITY_FORMAT = "spikezip-run/2"
-# Changes to these leave a run's teacher valid for a new run (teacher=checkpoint).
-_TEACHER_KEYS = ("seed", "data.", "model.", "teacher.", "trainer.")
+# The run-identity keys a teacher depends on: runs that agree on them train the same one.
+TEACHER_KEYS = ("format", "seed", "data.", "model.", "teacher.", "trainer.")
 
 
 def run_identity(cfg: TrainConfig) -> dict:
@@ -396,7 +402,7 @@ def check_same_run(saved: dict, cfg: TrainConfig) -> None:
     if changed:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         reuse = ""
-        if not any(k.startswith(_TEACHER_KEYS) for k in changed):
+        if not any(k.startswith(TEACHER_KEYS) for k in changed):
             reuse = (
                 " (to reuse its teacher: teacher=checkpoint teacher.checkpoint=<run>/teacher.ckpt)"
             )
@@ -434,3 +440,16 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
+    if not OmegaConf.has_resolver("spikezip.sweep_teachers"):
+        OmegaConf.register_new_resolver("spikezip.sweep_teachers", _sweep_teachers)
+
+
+def _sweep_teachers() -> str | None:
+    """``<sweep dir>/teachers`` in a Hydra multirun (its jobs share identical teachers),
+    None otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(Path(HydraConfig.get().sweep.dir) / "teachers")
+    return None

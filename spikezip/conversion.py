@@ -6,15 +6,18 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from spikezip.artifacts import load_qann, save_snn, write_json
-from spikezip.config import ConvertConfig, validate
+from spikezip.config import ConfigError, ConvertConfig, validate
 from spikezip.errors import SpikeZIPError
-from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence, to_snn
+from spikezip.methods import MethodConfig, MethodName, method_of
+from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
 
 
 class NotEquivalentError(SpikeZIPError, RuntimeError):
@@ -46,20 +49,26 @@ def convert_and_prove(
     encoding: Encoding | str = Encoding.even,
     max_timesteps: int = MAX_TIMESTEPS,
     sample: Tensor | None = None,
+    method: MethodConfig | None = None,
+    calibration: Iterable | None = None,
 ) -> dict:
-    """Convert ``qann`` and prove it on ``sample`` in float64 (default:
-    :func:`sample_inputs`). Writes ``equivalence.json`` always and ``snn.pt`` only if
-    equivalent; returns the report.
+    """Convert ``qann`` as its method does and check it on ``sample`` in float64
+    (default: :func:`sample_inputs`). Writes ``equivalence.json`` always and ``snn.pt``
+    for an exact method only if the SNN is proven equivalent; a baseline's report says how
+    far its SNN is from its ANN after ``max_timesteps`` steps, and its ``snn.pt`` is
+    written. ``calibration``: training batches (the rate method's thresholds).
 
     Raises:
-        NotEquivalentError: the report says the SNN differs; the message says where.
+        NotEquivalentError: an exact method's SNN differs; the message says where.
     """
     out_dir = Path(out_dir)
     inputs = "given"
     if sample is None:
         sample, inputs = sample_inputs(metadata)
-    snn = to_snn(qann, encoding)
-    # The proof runs on (a float64 copy of) the very SNN that is saved.
+    method = method or MethodConfig(name=metadata.get("method") or MethodName.spikezip)
+    conversion = method_of(method.name)
+    snn = conversion.convert(qann, encoding=encoding, calibration=calibration, settings=method)
+    # The check runs on (a float64 copy of) the very SNN that is saved.
     report = check_equivalence(
         copy.deepcopy(qann).double().eval(),
         copy.deepcopy(snn).double(),
@@ -67,13 +76,15 @@ def convert_and_prove(
         max_timesteps,
     )
     result = {
+        "method": method.name.value,
+        "exact": conversion.exact,
         "equivalent": report.equivalent,
         "encoding": snn.encoding.value,
         "inputs": inputs,
         **report.to_dict(),
     }
     write_json(result, out_dir / "equivalence.json")
-    if not report.equivalent:
+    if conversion.exact and not report.equivalent:
         raise NotEquivalentError(
             f"the SNN is not equivalent to the QANN, snn.pt not written:\n{report}\n"
             f"(full report in {out_dir / 'equivalence.json'})"
@@ -84,10 +95,32 @@ def convert_and_prove(
 
 def convert_file(cfg) -> dict:
     """``convert.py``: :func:`convert_and_prove` for the ``qann.ckpt`` of a config
-    (output next to it unless ``out_dir`` is given)."""
+    (output next to it unless ``out_dir`` is given). A rate-coded baseline calibrates its
+    thresholds on the training split of the dataset the network was trained on."""
     cfg: ConvertConfig = validate(cfg, ConvertConfig)
     qann, metadata = load_qann(cfg.qann)
+    method = MethodConfig(name=metadata.get("method") or MethodName.spikezip)
+    calibration = _training_batches(metadata) if method.name is MethodName.rate else None
     out_dir = cfg.out_dir or Path(cfg.qann).parent
     return convert_and_prove(
-        qann, metadata, out_dir, encoding=cfg.encoding, max_timesteps=cfg.max_timesteps
+        qann,
+        metadata,
+        out_dir,
+        encoding=cfg.encoding,
+        max_timesteps=cfg.max_timesteps,
+        method=method,
+        calibration=calibration,
     )
+
+
+def _training_batches(metadata: dict) -> DataLoader:
+    from spikezip.data import build_datasets
+
+    data = metadata.get("data") or {}
+    if not data:
+        raise ConfigError(
+            "a rate-coded network calibrates its thresholds on its training data, and this "
+            "qann.ckpt does not say which dataset that was"
+        )
+    train, _, _ = build_datasets(data["name"], data["root"], False, False, data["seed"])
+    return DataLoader(train, batch_size=64, shuffle=False)

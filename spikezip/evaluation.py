@@ -20,6 +20,7 @@ from spikezip.artifacts import load_snn, write_csv, write_json
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
 from spikezip.data import DatasetNotFoundError
 from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
+from spikezip.methods import method_of
 from spikezip.plots import plot_accuracy_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
 from spikezip.snn import SpikingNetwork, measure_snn, to_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
@@ -107,13 +108,18 @@ def evaluate_snn(
     if totals.count == 0:
         raise DatasetNotFoundError("the validation data is empty: there is nothing to measure")
     t_eq = {t: int(n) for t, n in enumerate(totals.t_eq_counts.tolist()) if n}
+    method = method_of(metadata.get("method"))
     summary = {
+        "method": method.name.value,
+        "exact": method.exact,
         "ann_accuracy": totals.ann_accuracy,
         "qann_accuracy": totals.qann_accuracy,
         "snn_accuracy": totals.snn_accuracy,
         "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
         "t_eq_max": totals.t_eq_max,
         "agreement": totals.agreement,
+        "agreement_per_t": totals.agreement_per_t,  # how far from its ANN, at every T
+        "output_error_per_t": totals.output_error_per_t,
         "samples": totals.count,
         "settled": totals.settled,
         "t_eq_counts": {str(t): n for t, n in t_eq.items()},
@@ -188,6 +194,11 @@ def _evaluate_file(cfg: EvaluateConfig) -> dict:
         )
     out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
     if cfg.snn.encoding not in (None, snn.encoding):  # the same QANN released another way
+        if not method_of(metadata.get("method")).exact:
+            raise ConfigError(
+                f"snn.encoding={cfg.snn.encoding} applies to SpikeZIP SNNs; {cfg.snn.path} is "
+                f"a {metadata['method']} SNN, fed its input on every step"
+            )
         snn = to_snn(qann, cfg.snn.encoding)
     return evaluate_snn(
         snn,

@@ -85,3 +85,47 @@ def plot_feature_maps(distances: Mapping[str, Sequence[float]], path: str | Path
             ax.legend(fontsize=6)
 
     return _figure(draw, path)
+
+
+def plot_runs_accuracy(runs: Sequence[tuple[str, dict]], path: str | Path) -> Path:
+    """Every run's SNN accuracy against T (log scale) and its ANN's accuracy (dashed, in the
+    run's colour); ``runs`` are ``(label, snn_eval.json content)``."""
+
+    def draw(ax):
+        for i, (name, report) in enumerate(runs):
+            colour = f"C{i % 10}"
+            accuracy = report["snn_accuracy"]
+            steps = range(1, len(accuracy) + 1)
+            ax.plot(steps, [100 * a for a in accuracy], color=colour, marker="o", ms=2,
+                    label=name)  # fmt: skip
+            if report.get("ann_accuracy") is not None:
+                ax.axhline(100 * report["ann_accuracy"], color=colour, ls="--", lw=0.8)
+        longest = max(len(report["snn_accuracy"]) for _, report in runs)
+        ax.set_xscale("log", base=2)
+        ticks = [t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if t <= longest]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set(xlabel="time-step T", ylabel="accuracy (%)", title="SNN accuracy vs T (ANN dashed)")
+        ax.legend(fontsize=7, loc="lower right")
+
+    return _figure(draw, path)
+
+
+def plot_accuracy_vs_energy(runs: Sequence[tuple[str, dict]], path: str | Path) -> Path:
+    """Every run's accuracy against its energy per inference at each T (log scale), its
+    ANN as one marker."""
+
+    def draw(ax):
+        for i, (name, report) in enumerate(runs):
+            colour = f"C{i % 10}"
+            energy = [1e6 * j for j in report["energy"]["snn_joules"]]
+            accuracy = [100 * a for a in report["snn_accuracy"]]
+            ax.plot(energy, accuracy, color=colour, marker="o", ms=2, label=name)
+            if report.get("ann_accuracy") is not None:
+                ann = 1e6 * report["energy"]["ann_joules"]
+                ax.plot([ann], [100 * report["ann_accuracy"]], color=colour, marker="*", ms=9)
+        ax.set_xscale("log")
+        ax.set(xlabel="energy per inference (µJ)", ylabel="accuracy (%)",
+               title="Accuracy vs energy (stars: the ANNs)")  # fmt: skip
+        ax.legend(fontsize=7, loc="lower right")
+
+    return _figure(draw, path)

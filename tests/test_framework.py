@@ -74,6 +74,7 @@ def test_every_sweep_composes(sweep):
             "pet.scale_sharing",
             "pet.bn_sharing",
             "variant",
+            "method",
         )
 
 
@@ -175,10 +176,10 @@ def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
 
 
 def test_convert_refuses_a_non_equivalent_snn(debug_run, tmp_path, monkeypatch):
-    import spikezip.conversion as conversion
+    import spikezip.methods as methods
 
     run_dir, _ = debug_run
-    real = conversion.to_snn
+    real = methods.to_snn
 
     def broken(qann, encoding="even"):
         snn = real(qann, encoding)
@@ -186,7 +187,7 @@ def test_convert_refuses_a_non_equivalent_snn(debug_run, tmp_path, monkeypatch):
             neuron.threshold *= 1.25  # a threshold that is not the Q-ReLU scale
         return snn
 
-    monkeypatch.setattr(conversion, "to_snn", broken)
+    monkeypatch.setattr(methods, "to_snn", broken)
     with pytest.raises(NotEquivalentError, match="not equivalent"):
         convert_file(_compose("convert", [f"qann={run_dir / 'qann.ckpt'}", f"out_dir={tmp_path}"]))
     assert not (tmp_path / "snn.pt").exists()  # nothing half-written as a result
@@ -228,6 +229,10 @@ def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
         run_type, "finish", lambda self, *a, **k: (finished.append(1), real_finish(self, *a, **k))
     )
     monkeypatch.setattr(pipeline, "WandbLogger", Recording)
+    curves = []
+    monkeypatch.setattr(
+        pipeline, "log_accuracy_curve", lambda logger, acc, key: curves.append((key, acc))
+    )
     cfg = _compose(overrides=["data=digits", "trainer=debug", "logger=wandb"])
     assert cfg.logger.wandb_mode == "offline"  # offline unless the user says online
     pipeline.train(cfg, tmp_path)
@@ -235,6 +240,8 @@ def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
     assert finished == [1]  # closed at the end of the job: the next job gets its own run
     keys = set().union(*logged)
     assert {"teacher/val/acc", "val/acc_l8", "snn/acc_t001", "final/agreement"} <= keys
+    summary = json.loads((tmp_path / "snn_eval.json").read_text())
+    assert curves == [("final/acc_vs_timestep", summary["snn_accuracy"])]  # the final curve
     assert (tmp_path / "logs" / "pet" / "metrics.csv").is_file()  # CSV is always kept
 
 

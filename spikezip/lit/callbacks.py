@@ -56,8 +56,14 @@ class SNNConversionCallback(pl.Callback):
             loader.dataset, loader.batch_size, int(limit) if math.isfinite(limit) else None
         )
         qann = pl_module.export_qann()
+        convert = getattr(pl_module, "to_spiking", None)
+        snn = (
+            convert(qann, self.settings.encoding, trainer.train_dataloader)
+            if convert is not None
+            else to_snn(qann, self.settings.encoding)
+        )
         totals = measure_snn(
-            to_snn(qann, self.settings.encoding),
+            snn,
             qann,
             batches,
             timesteps=self.settings.timesteps,
@@ -79,18 +85,8 @@ class SNNConversionCallback(pl.Callback):
         return totals
 
     def _log_wandb(self, trainer: pl.Trainer, totals: SNNMeasurement) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                import wandb
-
-                rows = [[t, acc] for t, acc in enumerate(totals.snn_accuracy, 1)]
-                table = wandb.Table(data=rows, columns=["timestep", "accuracy"])
-                plot = wandb.plot.line(table, "timestep", "accuracy", title="SNN accuracy vs T")
-                logger.experiment.log(
-                    {"snn/acc_vs_timestep": plot, "trainer/global_step": trainer.global_step}
-                )
+            log_accuracy_curve(logger, totals.snn_accuracy, "snn/acc_vs_timestep")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.settings.every_n_epochs:
@@ -104,3 +100,17 @@ class SNNConversionCallback(pl.Callback):
         for logger in trainer.loggers:  # self.log is not allowed in on_fit_end
             logger.log_metrics(metrics, step=trainer.global_step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+
+
+def log_accuracy_curve(logger, accuracy: list[float], key: str) -> None:
+    """An accuracy-vs-T table and line plot for a W&B logger (other loggers: nothing)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
+
+    rows = [[t, acc] for t, acc in enumerate(accuracy, 1)]
+    table = wandb.Table(data=rows, columns=["timestep", "accuracy"])
+    plot = wandb.plot.line(table, "timestep", "accuracy", title="SNN accuracy vs T")
+    logger.experiment.log({key: plot, f"{key}_table": table})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Sequence
 
@@ -12,10 +13,12 @@ from torch import Tensor, nn
 from torch.fx.experimental.optimization import fuse
 
 from spikezip.config import to_plain
+from spikezip.methods import MethodConfig, MethodName, method_of
 from spikezip.models import build_model
 from spikezip.optim import configure
-from spikezip.pet import EnsembleLoss, PathsResult, PETConfig, backward_paths, to_pet
-from spikezip.quant import to_qann
+from spikezip.pet import EnsembleLoss, PathsResult, PETConfig, backward_paths
+from spikezip.pet.paths import fine_tuning_model
+from spikezip.snn import SpikingNetwork
 from spikezip.tasks import task_for
 
 
@@ -38,11 +41,13 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
 
 
 class PETModule(pl.LightningModule):
-    """The PET model of ``arch`` with the ensemble loss (eq. 6).
+    """The PET model of ``arch`` with the ensemble loss (eq. 6) — or, for a baseline
+    method, its one ANN fine-tuned with the same loss, epochs and optimizer.
 
     Every batch runs the frozen teacher (eval mode) and every path; logs the ensemble loss,
     each path's loss and accuracy (``train/acc_l8``, ``val/acc_l4``, ...) and ``val/acc``
-    (the major path). :meth:`export_qann` gives the major path as a plain QANN.
+    (the major path). :meth:`export_qann` gives the major path as a plain network and
+    :meth:`to_spiking` converts it as the method does.
 
     Args:
         arch: ``{"name": ..., "num_classes": ..., ...}`` for
@@ -50,29 +55,34 @@ class PETModule(pl.LightningModule):
         config: the PET settings (levels, loss, sharing schemes, optimizer).
         teacher: the trained full-precision ANN; the QANN starts from its weights.
             Omitted when restoring a checkpoint (its weights are in the state dict).
+        method: the conversion method (default: SpikeZIP).
     """
 
     def __init__(
-        self, arch: dict, config: PETConfig | dict | None = None, teacher: nn.Module | None = None
+        self,
+        arch: dict,
+        config: PETConfig | dict | None = None,
+        teacher: nn.Module | None = None,
+        method: MethodConfig | dict | None = None,
     ):
         super().__init__()
         if not isinstance(config, PETConfig):
             config = PETConfig(**(config or {}))
-        self.save_hyperparameters({"arch": arch, "pet": to_plain(config)})
-        self.config = config
-        levels = config.levels
+        if not isinstance(method, MethodConfig):
+            method = MethodConfig(**(method or {}))
+        hparams = {"arch": arch, "pet": to_plain(config), "method": to_plain(method)}
+        self.save_hyperparameters(hparams)
+        self.config, self.method = config, method
         teacher = copy.deepcopy(teacher) if teacher is not None else build_model(**arch)
-        self.pet = to_pet(
-            to_qann(teacher, levels[0]),
-            levels,
-            scale_sharing=config.scale_sharing,
-            bn_sharing=config.bn_sharing,
-        )
+        self.pet = fine_tuning_model(teacher, config, method_of(method.name))
         self.teacher = teacher.eval().requires_grad_(False)
         task = task_for(arch)
+        if method.name is not MethodName.spikezip:  # one path: its weight in eq. 6 is 1
+            config = dataclasses.replace(config, levels=self.pet.levels)
         self.loss = EnsembleLoss(config, task)
         self.optim = config.optimizer
-        self.names = path_names(levels)
+        baseline = method.name is not MethodName.spikezip
+        self.names = [method.name.value] if baseline else path_names(self.pet.levels)
         self.automatic_optimization = False  # see training_step
         keys = [f"{stage}_{name}" for stage in ("train", "val") for name in self.names]
         # val/acc repeats the major path's accuracy under a name that does not depend on
@@ -102,8 +112,17 @@ class PETModule(pl.LightningModule):
         return self.pet(x)
 
     def export_qann(self) -> nn.Module:
-        """The major path as a plain QANN that ``to_snn`` converts exactly."""
+        """The major path as a plain network (for SpikeZIP a QANN ``to_snn`` converts
+        exactly)."""
         return self.pet.export_major_path()
+
+    def to_spiking(self, qann: nn.Module, encoding, calibration=None) -> SpikingNetwork:
+        """The SNN of an exported network, as the method converts it (the rate method
+        calibrates its thresholds on ``calibration`` batches)."""
+        method = method_of(self.method.name)
+        return method.convert(
+            qann, encoding=encoding, calibration=calibration, settings=self.method
+        )
 
     def _log_paths(self, stage: str, y: Tensor, result: PathsResult) -> None:
         log = {"on_epoch": True, "on_step": False, "sync_dist": True}  # means over processes

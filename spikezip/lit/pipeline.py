@@ -10,6 +10,8 @@ refused before it touches anything.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from spikezip.artifacts import (
+    copy_file,
+    file_lock,
     load_ann,
     load_qann,
     load_snn,
@@ -32,6 +36,7 @@ from spikezip.artifacts import (
     write_json,
 )
 from spikezip.config import (
+    TEACHER_KEYS,
     ConfigError,
     TeacherSource,
     TrainConfig,
@@ -45,7 +50,7 @@ from spikezip.conversion import convert_and_prove
 from spikezip.data import EpochShuffle, build_datasets
 from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
 from spikezip.evaluation import evaluate_snn, evaluation_batches
-from spikezip.lit.callbacks import SNNConversionCallback
+from spikezip.lit.callbacks import SNNConversionCallback, log_accuracy_curve
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
@@ -164,11 +169,40 @@ def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
 
 
 def obtain_teacher(run: Run) -> nn.Module:
-    """The full-precision teacher: trained here, loaded, or torchvision's pretrained."""
+    """The full-precision teacher: trained here, loaded, or torchvision's pretrained; in a
+    sweep, shared by the jobs that would make it identically (``teacher.cache``)."""
     path = run.dir / "teacher.ckpt"
     if path.exists():
         log.info("teacher: using %s", path)
         return load_ann(path, run.arch)
+    cache = _teacher_cache(run)
+    if cache is None:
+        return _make_teacher(run, path)
+    # One job makes each teacher while the others that need it wait, then copy it.
+    with file_lock(cache.with_suffix(".lock")):
+        cached = cache / "teacher.ckpt"
+        if cached.exists():
+            log.info("teacher: reusing %s (made by a job with the same teacher settings)", cached)
+            copy_file(cached, path)
+            return load_ann(path, run.arch)
+        model = _make_teacher(run, path)
+        copy_file(path, cached)
+        return model
+
+
+def _teacher_cache(run: Run) -> Path | None:
+    """``<teacher.cache>/<hash of every setting the teacher depends on>``, or None when
+    teachers are not shared (no cache, or several processes per job)."""
+    cfg = run.cfg
+    if cfg.teacher.cache is None or cfg.trainer.devices != 1 or cfg.trainer.num_nodes != 1:
+        return None
+    identity = run_identity(cfg)
+    teacher = {k: v for k, v in identity.items() if k.startswith(TEACHER_KEYS)}
+    key = hashlib.sha256(json.dumps(teacher, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.teacher.cache) / key
+
+
+def _make_teacher(run: Run, path: Path) -> nn.Module:
     teacher = run.cfg.teacher
     if teacher.source is TeacherSource.checkpoint:
         model = load_ann(teacher.checkpoint, run.arch)
@@ -191,7 +225,7 @@ def obtain_teacher(run: Run) -> nn.Module:
 
 def run_pet(run: Run, teacher: nn.Module) -> PETModule:
     """PET fine-tuning with the conversion callback; resumes from its last checkpoint."""
-    module = PETModule(run.arch, run.cfg.pet, teacher=teacher)
+    module = PETModule(run.arch, run.cfg.pet, teacher=teacher, method=run.cfg.method)
     callback = SNNConversionCallback(run.cfg.snn, run.dir / "pet_snn")
     pet = run.cfg.pet
     run.fit("pet", module, pet.epochs, pet.optimizer.lr, [callback])
@@ -270,6 +304,7 @@ def _stages(run: Run) -> dict:
                 levels=cfg.pet.levels[0],
                 input_shape=run.input_shape,
                 data=data,
+                method=cfg.method.name,
             )
         )
     val = run.val_loader.dataset
@@ -278,6 +313,8 @@ def _stages(run: Run) -> dict:
     def convert() -> None:  # once, on rank 0; the others wait for snn.pt
         qann, metadata = load_qann(qann_path)
         sample = torch.stack([val[i][0] for i in range(min(16, len(val)))])
+        # The rate method's thresholds: the first training batches, in the data's order.
+        calibration = DataLoader(run.train_loader.dataset, cfg.data.batch_size)
         convert_and_prove(
             qann,
             metadata,
@@ -285,6 +322,8 @@ def _stages(run: Run) -> dict:
             encoding=settings.encoding,
             max_timesteps=settings.max_timesteps,
             sample=sample,
+            method=cfg.method,
+            calibration=calibration,
         )
 
     on_rank_zero(convert)
@@ -307,4 +346,5 @@ def _stages(run: Run) -> dict:
         run.wandb.log_metrics(
             {"final/qann_acc": summary["qann_accuracy"], "final/agreement": summary["agreement"]}
         )
+        log_accuracy_curve(run.wandb, summary["snn_accuracy"], "final/acc_vs_timestep")
     return summary

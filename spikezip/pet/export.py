@@ -8,17 +8,18 @@ from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from spikezip.artifacts import CheckpointError, load_checkpoint
+from spikezip.methods import method_of
 from spikezip.models import build_model
 from spikezip.pet.config import PETConfig
-from spikezip.pet.paths import to_pet
-from spikezip.quant import to_qann
+from spikezip.pet.paths import fine_tuning_model
 
 
 def export_from_checkpoint(path: str | Path) -> nn.Module:
-    """The major path of the PET model saved in a ``PETModule`` checkpoint, as a plain QANN.
+    """The major path of the PET model saved in a ``PETModule`` checkpoint, as a plain QANN
+    (for a baseline method, its fine-tuned ANN).
 
-    The network is rebuilt from the checkpoint's hyper-parameters (``arch`` and the
-    ``pet`` settings) and its ``pet.*`` weights; the teacher and optimizer are ignored.
+    The network is rebuilt from the checkpoint's hyper-parameters (``arch``, the ``pet``
+    and ``method`` settings) and its ``pet.*`` weights; the teacher and optimizer are ignored.
     """
     checkpoint = load_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters")
@@ -28,12 +29,8 @@ def export_from_checkpoint(path: str | Path) -> nn.Module:
             "hyper-parameters"
         )
     config = PETConfig(**hparams["pet"])
-    pet = to_pet(
-        to_qann(build_model(**hparams["arch"]), config.levels[0]),
-        config.levels,
-        scale_sharing=config.scale_sharing,
-        bn_sharing=config.bn_sharing,
-    )
+    method = method_of((hparams.get("method") or {}).get("name"))
+    pet = fine_tuning_model(build_model(**hparams["arch"]), config, method)
     weights = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("pet.")}
     consume_prefix_in_state_dict_if_present(weights, "pet.")
     try:

@@ -16,7 +16,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from spikezip.pet.config import Sharing, check_path_levels
+from spikezip.methods import Method, MethodName
+from spikezip.pet.config import PETConfig, Sharing, check_path_levels
+from spikezip.quant import to_qann
 from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize
 from spikezip.settings import choice
 
@@ -192,3 +194,19 @@ def to_pet(
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             net.set_submodule(name, PathBatchNorm(module, len(levels), bn_sharing, selector))
     return PETModel(net, levels, selector)
+
+
+def fine_tuning_model(teacher: nn.Module, config: PETConfig, method: Method) -> PETModel:
+    """What a run fine-tunes from the teacher: for SpikeZIP the PET model of its QANN
+    (all ``config.levels`` paths); for a baseline its own ANN (:meth:`Method.student`,
+    with ``L = config.levels[0]``) as a single path, trained with the same loss, epochs and
+    optimizer."""
+    levels = config.levels
+    if method.name is MethodName.spikezip:
+        return to_pet(
+            to_qann(teacher, levels[0]),
+            levels,
+            scale_sharing=config.scale_sharing,
+            bn_sharing=config.bn_sharing,
+        )
+    return PETModel(method.student(teacher, levels[0]), levels[:1], PathSelector())

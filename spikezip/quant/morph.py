@@ -1,8 +1,14 @@
-"""SNN-friendly morphing (paper §3.1 step 1): ReLU -> Q-ReLU, max-pool -> average-pool."""
+"""SNN-friendly morphing (paper §3.1 step 1): ReLU -> Q-ReLU, max-pool -> average-pool.
+
+:func:`morph` is the shared part (pooling, refusals, the conversion's rules); each method
+chooses what its ReLUs become: SpikeZIP's Q-ReLU (:func:`to_qann`), QCFS's clip-floor-shift
+activation, or nothing, for a rate-coded conversion of the ReLU network itself.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 from torch import nn
 
@@ -16,8 +22,8 @@ from spikezip.tracing import (
     trace,
 )
 
-# Activations with no exact spiking counterpart: a Q-ReLU is the only one an ST-BIF
-# neuron reproduces, so these are refused rather than approximated.
+# Activations with no spiking counterpart: only a ReLU (quantized or not) becomes a
+# neuron, so these are refused rather than approximated.
 _UNSUPPORTED_ACTIVATIONS = (
     nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Hardswish, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU,
     nn.CELU, nn.Mish, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.Softplus, nn.Hardsigmoid,
@@ -32,14 +38,14 @@ _ADAPTIVE_AVG_POOL = {
 }
 
 
-def _morph_module(name: str, module: nn.Module, levels: int, scale: float | None):
+def _morph_module(name: str, module: nn.Module, activation: Callable[[], nn.Module] | None):
     """The SNN-friendly replacement of one module, or None to keep it."""
     if type(module) is nn.ReLU:
-        return QReLU(levels, scale)
+        return activation() if activation is not None else None
     if isinstance(module, _UNSUPPORTED_ACTIVATIONS):
         raise UnsupportedLayerError(
-            f"{type(module).__name__} at '{name}' has no exact spiking equivalent: only ReLU "
-            "becomes a Q-ReLU / ST-BIF neuron. Replace it with nn.ReLU and retrain the ANN."
+            f"{type(module).__name__} at '{name}' has no spiking equivalent: only ReLU "
+            "becomes a spiking neuron. Replace it with nn.ReLU and retrain the ANN."
         )
     pool = _AVG_POOL.get(type(module))
     if pool is not None:
@@ -82,7 +88,7 @@ def _check_hidden(model: nn.Module) -> None:
             "module morphing cannot see it. Use an nn.ReLU module (or nn.MaxPool2d) instead "
             "of the functional call."
         )
-    for name, calls in shared_call_sites(gm, (nn.ReLU, QReLU)).items():
+    for name, calls in shared_call_sites(gm, (nn.ReLU,)).items():
         raise UnsupportedLayerError(
             f"activation '{name}' is called at {calls} places in forward(). A spiking neuron "
             "keeps state per call site, so give each call its own nn.ReLU (ReLU has no "
@@ -90,28 +96,42 @@ def _check_hidden(model: nn.Module) -> None:
         )
 
 
+def morph(
+    model: nn.Module,
+    activation: Callable[[], nn.Module] | None = None,
+    activation_type: type[nn.Module] = nn.ReLU,
+) -> nn.Module:
+    """An SNN-friendly copy of ``model`` (the input is untouched): every ``nn.ReLU``
+    becomes ``activation()`` (kept when None), ``MaxPool{1,2,3}d`` an ``AvgPool`` of the
+    same kernel, stride and padding, adaptive max-pool an adaptive average-pool.
+
+    The result is checked against the conversion's rules (:mod:`spikezip.convertible`),
+    with ``activation_type`` as the module that becomes a neuron: a layer the converter
+    would refuse (a ``LayerNorm``, a batch-norm without running statistics, a product of
+    branches, ...) is refused here, before any training.
+
+    Raises:
+        UnsupportedLayerError: a layer or operation that cannot be converted, named by its
+            path.
+    """
+    result = copy.deepcopy(model)
+    _check_hidden(result)
+    for name, module in list(result.named_modules()):
+        replacement = _morph_module(name, module, activation)
+        if replacement is not None:
+            result.set_submodule(name, replacement)
+    check_graph(trace(result), activation_type)
+    return result
+
+
 def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Module:
-    """A morphed copy of ``model`` (the input is untouched), ready for QANN training.
-
+    """A morphed copy of ``model`` (see :func:`morph`), ready for QANN training:
     ``nn.ReLU`` -> :class:`QReLU` with ``levels`` levels (and initial ``scale``, else LSQ's
-    data init on the first training batch); ``MaxPool{1,2,3}d`` -> ``AvgPool`` of the same
-    kernel, stride and padding; adaptive max-pool -> adaptive average-pool.
-
-    The morphed network is checked against the conversion's rules
-    (:mod:`spikezip.convertible`) before it is returned: a layer ``to_snn`` would refuse
-    (a ``LayerNorm``, a batch-norm without running statistics, a product of branches, ...)
-    is refused here, before any training.
+    data init on the first training batch).
 
     Raises:
         UnsupportedLayerError: a layer or operation that cannot be made exact, named by its
             path.
     """
     levels = check_levels(levels)
-    qann = copy.deepcopy(model)
-    _check_hidden(qann)
-    for name, module in list(qann.named_modules()):
-        replacement = _morph_module(name, module, levels, scale)
-        if replacement is not None:
-            qann.set_submodule(name, replacement)
-    check_graph(trace(qann), QReLU)
-    return qann
+    return morph(model, lambda: QReLU(levels, scale), QReLU)

@@ -137,7 +137,8 @@ def to_snn(
     model = copy.deepcopy(qann).eval()
     gm = trace(model)
     kinds = check_graph(gm, neuron.activation)  # before any change: errors name QANN layers
-    levels = [m.levels for m in gm.modules() if isinstance(m, neuron.activation)]
+    # Only the even release needs n (an activation without levels never uses it).
+    levels = [getattr(m, "levels", 1) for m in gm.modules() if isinstance(m, neuron.activation)]
     _fuse_batchnorm(gm)  # a fused conv keeps its name and kind; its batch-norm node is gone
     for node in list(gm.graph.nodes):
         if node.op == "call_module":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from spikezip.settings import Choice
@@ -47,6 +48,14 @@ class Release:
     def released_steps(self, t: int) -> int:
         """How many of the steps ``1..t`` received input."""
         return t if self.steps is None else min(t, self.steps)
+
+    def estimates(self, totals: Tensor) -> Tensor:
+        """:meth:`estimate` of ``totals [T, B, ...]``, the accumulated outputs after
+        steps ``1..T``."""
+        if self.steps is not None:
+            return totals
+        steps = torch.arange(1, len(totals) + 1, device=totals.device, dtype=totals.dtype)
+        return totals / steps.view((-1,) + (1,) * (totals.dim() - 1))
 
     def estimate(self, total: Tensor, t: int) -> Tensor:
         """What the accumulated ``total`` after ``t`` steps says the ANN computed: the

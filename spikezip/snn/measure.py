@@ -92,6 +92,10 @@ class SNNMeasurement:
         t_eq_counts: ``[horizon + 1]`` samples that reached equilibrium at ``T_eq = i``;
             the others never did within the horizon.
         ann_correct, ann_samples: the same for the full-precision ANN, when one was given.
+        agree_per_t: ``[timesteps]`` samples whose SNN prediction after T steps is the QANN's.
+        output_error: ``[timesteps]`` per sample, ``|estimate - QANN output|_1 /
+            |QANN output|_1`` after T steps, summed (the estimate is the accumulated output,
+            or its rate for a constant input: :meth:`Release.estimate`).
     """
 
     correct: Tensor
@@ -101,13 +105,17 @@ class SNNMeasurement:
     t_eq_counts: Tensor
     ann_correct: Tensor
     ann_samples: Tensor
+    agree_per_t: Tensor
+    output_error: Tensor
 
     @classmethod
     def zeros(cls, timesteps: int, horizon: int) -> SNNMeasurement:
         def z(*shape):
             return torch.zeros(shape, dtype=torch.float64)
 
-        return cls(z(timesteps), z(), z(), z(), z(horizon + 1), z(), z())
+        return cls(
+            z(timesteps), z(), z(), z(), z(horizon + 1), z(), z(), z(timesteps), z(timesteps)
+        )
 
     def all_reduce(self, reduce_sum: ReduceSum) -> SNNMeasurement:
         """Sum every count over processes (``reduce_sum`` adds one tensor), in place."""
@@ -138,6 +146,16 @@ class SNNMeasurement:
     @property
     def agreement(self) -> float:
         return float(self.agree) / max(self.count, 1)
+
+    @property
+    def agreement_per_t(self) -> list[float]:
+        """Argmax agreement with the QANN after ``T = 1..timesteps`` steps."""
+        return (self.agree_per_t / max(self.count, 1)).tolist()
+
+    @property
+    def output_error_per_t(self) -> list[float]:
+        """Mean relative L1 distance to the QANN's output after ``T = 1..timesteps`` steps."""
+        return (self.output_error / max(self.count, 1)).tolist()
 
     @property
     def settled(self) -> int:
@@ -187,13 +205,15 @@ def measure_snn(
     """Accuracy at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
 
     Each batch is simulated once for ``max(timesteps, max_timesteps)`` steps (steps after
-    every sample settled cost nothing); the curve is read off the accumulated outputs.
+    every sample settled cost nothing), or for ``timesteps`` when the input keeps coming
+    (a rate-coded SNN never settles); the curve is read off the accumulated outputs.
     ``qann`` should be the network ``snn`` came from; it runs once per batch, in eval
     mode, and so does ``ann`` (its full-precision teacher) if given. ``meters`` see every
     batch and step. Returns this process's sums.
     """
     task = task or Classification()
-    horizon = max(timesteps, max_timesteps)
+    settles = snn.release_steps is not None
+    horizon = max(timesteps, max_timesteps) if settles else timesteps
     dtype = snn.dtype
     totals = SNNMeasurement.zeros(timesteps, horizon)
     names = list(snn.neurons) if any(m.needs_activations for m in meters) else []
@@ -217,6 +237,11 @@ def measure_snn(
                 meter.begin_batch(x, activations)
             sim = snn.run(x, horizon, on_step=on_step if meters else None, keep=timesteps)
             totals.correct += task.correct(sim.outputs, y).double().cpu()
+            estimate = snn.release.estimates(sim.outputs)
+            totals.agree_per_t += task.agree(estimate, reference).double().cpu()
+            error = (estimate - reference).abs().flatten(2).sum(-1)
+            scale = reference.abs().flatten(1).sum(-1).clamp_min(torch.finfo(x.dtype).tiny)
+            totals.output_error += (error / scale).sum(-1).double().cpu()
             totals.reference_correct += float(task.correct(reference, y))
             totals.agree += float(task.agree(sim.final, reference))
             totals.samples += len(y)

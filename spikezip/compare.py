@@ -1,0 +1,222 @@
+"""Compare runs: one table and two figures for any set of run directories or sweeps.
+
+    python -m spikezip.compare multirun/2026-12-01/10-00-00        # a whole sweep
+    python -m spikezip.compare outputs/a outputs/b --energy-t 8     # any runs
+
+Writes ``summary.csv``, ``summary.md``, ``acc_vs_timestep.png`` (every run, log-scale T,
+each ANN's accuracy dashed) and ``acc_vs_energy.png`` (accuracy against energy per
+inference). Runs are labelled by the overrides that differ between them, and a run that
+failed or never finished is listed as such. A Hydra multirun of ``train.py`` writes this
+summary into its sweep directory when its last job ends
+(:class:`spikezip.cli.SweepSummary`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from spikezip.artifacts import atomic_write, write_csv
+from spikezip.errors import SpikeZIPError
+
+log = logging.getLogger(__name__)
+FAILED = "failed.json"  # what a job that failed leaves in its directory
+
+
+@dataclass
+class RunRecord:
+    """One run directory: its overrides, and its report or why there is none."""
+
+    path: Path
+    overrides: dict[str, str]
+    report: dict | None
+    error: str | None
+
+    @property
+    def status(self) -> str:
+        if self.report is not None:
+            return "ok"
+        return "failed" if self.error and not self.error.startswith("unfinished") else "unfinished"
+
+
+def _is_run(path: Path) -> bool:
+    markers = ("snn_eval.json", FAILED, "run_identity.json", ".hydra")
+    return any((path / m).exists() for m in markers)
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """The run directories named, and those directly inside a sweep directory named."""
+    runs: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise SpikeZIPError(f"{path} is not a directory of runs")
+        if _is_run(path):
+            runs.append(path)
+        else:
+            inner = sorted((p for p in path.iterdir() if p.is_dir() and _is_run(p)), key=_order)
+            if not inner:
+                raise SpikeZIPError(f"{path} holds no runs (no snn_eval.json, .hydra/, ...)")
+            runs.extend(inner)
+    return runs
+
+
+def _order(path: Path):
+    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
+
+
+def _overrides(path: Path) -> dict[str, str]:
+    file = path / ".hydra" / "overrides.yaml"
+    if not file.exists():
+        return {}
+    from omegaconf import OmegaConf
+
+    out = {}
+    for item in OmegaConf.load(file):
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def load_run(path: str | Path) -> RunRecord:
+    path = Path(path)
+    report = error = None
+    if (path / "snn_eval.json").exists():
+        report = json.loads((path / "snn_eval.json").read_text())
+    elif (path / FAILED).exists():
+        error = json.loads((path / FAILED).read_text()).get("error", "failed")
+    else:
+        error = "unfinished: no snn_eval.json"
+    return RunRecord(path, _overrides(path), report, error)
+
+
+def labels(runs: list[RunRecord]) -> list[str]:
+    """Each run's overrides that differ between the runs (its directory name if none)."""
+    keys: list[str] = []
+    for run in runs:
+        keys += [k for k in run.overrides if k not in keys]
+    differing = [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
+    names = []
+    for run in runs:
+        parts = [f"{k}={run.overrides[k]}" for k in differing if k in run.overrides]
+        names.append(" ".join(parts) or run.path.name)
+    return names
+
+
+def _steps(timesteps: int) -> list[int]:
+    """1, 2, 4, 8, ... up to ``timesteps`` (and ``timesteps`` itself)."""
+    steps, t = [], 1
+    while t < timesteps:
+        steps.append(t)
+        t *= 2
+    return [*steps, timesteps]
+
+
+def summarize(
+    paths: list[str | Path], out_dir: str | Path, energy_t: int | None = None
+) -> list[dict]:
+    """Write the comparison of the runs under ``paths`` into ``out_dir``; returns its rows.
+
+    ``energy_t``: the T whose energy per inference the table shows (default: each run's
+    last T).
+    """
+    runs = [load_run(p) for p in find_runs(paths)]
+    names = labels(runs)
+    longest = max((len(r.report["snn_accuracy"]) for r in runs if r.report), default=1)
+    steps = _steps(longest)
+    rows = []
+    for name, run in zip(names, runs, strict=True):
+        row: dict = {"run": name, "status": run.status, "directory": str(run.path)}
+        report = run.report or {}
+        row["method"] = report.get("method", "")
+        row["ann_accuracy"] = report.get("ann_accuracy")
+        row["qann_accuracy"] = report.get("qann_accuracy")
+        accuracy = report.get("snn_accuracy", [])
+        for t in steps:
+            row[f"snn_T{t}"] = accuracy[t - 1] if t <= len(accuracy) else None
+        row["t_eq_mean"] = report.get("t_eq_mean")
+        row["t_eq_max"] = report.get("t_eq_max")
+        energy = report.get("energy", {}).get("snn_joules", [])
+        t = min(energy_t or len(energy), len(energy))
+        row["energy_T"] = t or None
+        row["snn_uJ"] = energy[t - 1] * 1e6 if t else None
+        row["ann_uJ"] = report["energy"]["ann_joules"] * 1e6 if report else None
+        row["error"] = run.error or ""
+        rows.append(row)
+    out_dir = Path(out_dir)
+    header = list(rows[0]) if rows else []
+    write_csv(out_dir / "summary.csv", header, [[_cell(r[k]) for k in header] for r in rows])
+    markdown = _markdown(rows, steps)
+    atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(markdown))
+    from spikezip.plots import plot_accuracy_vs_energy, plot_runs_accuracy
+
+    finished = [(n, r.report) for n, r in zip(names, runs, strict=True) if r.report]
+    if finished:
+        plot_runs_accuracy(finished, out_dir / "acc_vs_timestep.png")
+        plot_accuracy_vs_energy(finished, out_dir / "acc_vs_energy.png")
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def _markdown(rows: list[dict], steps: list[int]) -> str:
+    head = ["run", "method", "ANN %", "QANN %", *[f"T={t}" for t in steps], "T_eq mean/max"]
+    head += ["energy (µJ, T)", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        t_eq = "" if r["t_eq_mean"] is None else f"{r['t_eq_mean']:.2f} / {r['t_eq_max']}"
+        if r["t_eq_mean"] is None and r["status"] == "ok":
+            t_eq = "never settles"
+        energy = "" if r["snn_uJ"] is None else f"{r['snn_uJ']:.3g} (T={r['energy_T']})"
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
+        cells = [r["run"], r["method"], _pct(r["ann_accuracy"]), _pct(r["qann_accuracy"])]
+        cells += [_pct(r[f"snn_T{t}"]) for t in steps] + [t_eq, energy, status]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def log_to_wandb(sweep_dir: Path, rows: list[dict], project: str, mode: str) -> None:
+    """The summary table and both figures as a W&B run of their own."""
+    import wandb
+
+    run = wandb.init(
+        project=project, name=f"{sweep_dir.name}-summary", dir=str(sweep_dir), mode=mode,
+        job_type="summary",
+    )  # fmt: skip
+    columns = list(rows[0])
+    table = wandb.Table(columns=columns, data=[[_cell(r[c]) for c in columns] for r in rows])
+    run.log({"summary": table})
+    for name in ("acc_vs_timestep.png", "acc_vs_energy.png"):
+        if (sweep_dir / name).exists():
+            run.log({name.removesuffix(".png"): wandb.Image(str(sweep_dir / name))})
+    run.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", help="run directories or sweep directories")
+    parser.add_argument("--out", type=Path, help="where the summary goes (default: the one "
+                        "directory given, else ./comparison)")  # fmt: skip
+    parser.add_argument("--energy-t", type=int, help="the T of the energy column")
+    args = parser.parse_args(argv)
+    out = args.out or (Path(args.paths[0]) if len(args.paths) == 1 else Path("comparison"))
+    try:
+        rows = summarize(args.paths, out, args.energy_t)
+    except SpikeZIPError as err:
+        raise SystemExit(f"Error: {err}") from None
+    print((out / "summary.md").read_text(), end="")
+    print(f"{len(rows)} runs; summary.csv, summary.md and figures in {out}")
+
+
+if __name__ == "__main__":
+    main()
