@@ -13,8 +13,15 @@ def main(cfg: DictConfig) -> None:
     from spikezip.conversion import convert_file
 
     report = report_errors(lambda: convert_file(cfg))
-    if report is not None:
-        print(f"equivalent: {report['equivalent']}; written next to equivalence.json: snn.pt")
+    if report is None:
+        return
+    if report["exact"]:
+        print(f"equivalent: {report['equivalent']}; snn.pt written next to equivalence.json")
+    else:  # a baseline: approximate by design
+        print(
+            f"{report['method']} SNN (approximate by design): agreement {report['agreement']:.4f}, "
+            f"relative output difference {report['output_rel_diff']:.3g}; snn.pt written"
+        )
 
 
 if __name__ == "__main__":
