@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from spikezip.errors import SpikeZIPError
-from spikezip.methods import MethodName, method_of
+from spikezip.methods import MethodConfig, MethodName, method_of, settings_of
 from spikezip.models import build_model
 from spikezip.snn import SpikingNetwork, to_snn
 
@@ -177,7 +177,7 @@ def save_qann(
     levels: int,
     input_shape: Sequence[int],
     data: dict | None = None,
-    method: MethodName | str = MethodName.spikezip,
+    method: MethodConfig | str = MethodName.spikezip,
 ) -> Path:
     """Store the ANN a method's SNN comes from (for SpikeZIP a QANN built as
     ``to_qann(build_model(**arch), levels)``); ``data`` (name, root, seed) says what it was
@@ -185,7 +185,7 @@ def save_qann(
     return _save(
         {
             "format": QANN_FORMAT,
-            "method": MethodName(method).value,
+            "method": settings_of(method).as_dict(),
             "arch": arch,
             "levels": int(levels),
             "input_shape": list(input_shape),
@@ -232,7 +232,7 @@ def save_snn(snn: SpikingNetwork, qann: nn.Module, path: str | Path, metadata: d
     return _save(
         {
             "format": SNN_FORMAT,
-            "method": method_of(metadata.get("method")).name.value,
+            "method": settings_of(metadata.get("method")).as_dict(),
             "arch": metadata["arch"],
             "levels": metadata["levels"],
             "input_shape": list(metadata["input_shape"]),
@@ -253,17 +253,18 @@ def _neuron_kinds(snn: SpikingNetwork) -> list[str]:
 def load_snn(path: str | Path) -> tuple[SpikingNetwork, nn.Module, dict]:
     """``(snn, qann, metadata)`` from an ``snn.pt``."""
     payload = _read(path, SNN_FORMAT)
-    method = method_of(payload.get("method"))
+    settings = settings_of(payload.get("method"))
+    method = method_of(settings)
     qann = _rebuild_qann(payload, path, "qann_state")
     if method.exact:
         release = payload["release_steps"] if payload["encoding"] == "even" else None
         snn = to_snn(qann, payload["encoding"], release)
     else:  # the rate method's thresholds come with the SNN's tensors below
-        snn = method.convert(qann)
+        snn = method.convert(qann, settings=settings)
     if payload.get("neurons", _neuron_kinds(snn)) != _neuron_kinds(snn):
         raise CheckpointError(
             f"{path} holds an SNN of {payload['neurons']} neurons, but its method "
-            f"{method.name.value} builds {_neuron_kinds(snn)}: it was saved with the wrong method"
+            f"{method.name} builds {_neuron_kinds(snn)}: it was saved with the wrong method"
         )
     try:
         snn.load_state_dict(payload["snn_state"])

@@ -78,14 +78,20 @@ class SweepSummary(Callback):
         from spikezip.compare import log_to_wandb, summarize
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = summarize([sweep_dir], sweep_dir)
-        log.info("comparison of %d runs: %s", len(rows), sweep_dir / "summary.md")
-        logger = config.get("logger") or {}
-        if logger.get("wandb"):
-            mode = os.environ.get("WANDB_MODE") or str(logger.get("wandb_mode", "offline"))
-            log_to_wandb(sweep_dir, rows, str(logger.get("project", "spikezip")), mode)
-        failed = [r for r in rows if r["status"] != "ok"]
-        if failed:  # Hydra turns a callback's exception into a warning: exit instead
+        # Hydra turns a callback's exception into a warning: exit with the error instead.
+        try:
+            rows = summarize([sweep_dir], sweep_dir)
+            log.info("comparison of %d runs: %s", len(rows), sweep_dir / "summary.md")
+            logger = config.get("logger") or {}
+            if logger.get("wandb"):
+                mode = os.environ.get("WANDB_MODE") or str(logger.get("wandb_mode", "offline"))
+                log_to_wandb(sweep_dir, rows, str(logger.get("project", "spikezip")), mode)
+        except Exception as err:
+            log.exception("the sweep's summary failed")
+            print(f"Error: the summary of the sweep in {sweep_dir} failed: {err}", file=sys.stderr)
+            sys.exit(1)
+        failed = [r for r in rows if r.get("status") != "ok"]
+        if failed:
             names = "; ".join(f"{r['run']}: {r['error']}" for r in failed)
             print(
                 f"Error: {len(failed)} of {len(rows)} jobs failed ({names}); the comparison "

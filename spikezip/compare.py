@@ -80,13 +80,19 @@ def _overrides(path: Path) -> dict[str, str]:
     return out
 
 
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns
+
+
 def load_run(path: str | Path) -> RunRecord:
     path = Path(path)
     report = error = None
-    if (path / "snn_eval.json").exists():
-        report = json.loads((path / "snn_eval.json").read_text())
-    elif (path / FAILED).exists():
-        error = json.loads((path / FAILED).read_text()).get("error", "failed")
+    done, failed = path / "snn_eval.json", path / FAILED
+    # A directory run twice may hold both: the later attempt says how it ended.
+    if done.exists() and not (failed.exists() and _mtime(failed) > _mtime(done)):
+        report = json.loads(done.read_text())
+    elif failed.exists():
+        error = json.loads(failed.read_text()).get("error", "failed")
     else:
         error = "unfinished: no snn_eval.json"
     return RunRecord(path, _overrides(path), report, error)

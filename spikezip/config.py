@@ -373,7 +373,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-IDENTITY_FORMAT = "spikezip-run/2"
+IDENTITY_FORMAT = "spikezip-run/3"
 # The run-identity keys a teacher depends on: runs that agree on them train the same one.
 TEACHER_KEYS = ("format", "seed", "data.", "model.", "teacher.", "trainer.")
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from spikezip.artifacts import load_qann, save_snn, write_json
 from spikezip.config import ConfigError, ConvertConfig, validate
 from spikezip.errors import SpikeZIPError
-from spikezip.methods import MethodConfig, MethodName, method_of
+from spikezip.methods import MethodConfig, MethodName, calibration_data, method_of, settings_of
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
 
 
@@ -65,7 +65,7 @@ def convert_and_prove(
     inputs = "given"
     if sample is None:
         sample, inputs = sample_inputs(metadata)
-    method = method or MethodConfig(name=metadata.get("method") or MethodName.spikezip)
+    method = method or settings_of(metadata.get("method"))
     conversion = method_of(method.name)
     snn = conversion.convert(qann, encoding=encoding, calibration=calibration, settings=method)
     # The check runs on (a float64 copy of) the very SNN that is saved.
@@ -99,7 +99,7 @@ def convert_file(cfg) -> dict:
     thresholds on the training split of the dataset the network was trained on."""
     cfg: ConvertConfig = validate(cfg, ConvertConfig)
     qann, metadata = load_qann(cfg.qann)
-    method = MethodConfig(name=metadata.get("method") or MethodName.spikezip)
+    method = settings_of(metadata.get("method"))
     calibration = _training_batches(metadata) if method.name is MethodName.rate else None
     out_dir = cfg.out_dir or Path(cfg.qann).parent
     return convert_and_prove(
@@ -123,4 +123,4 @@ def _training_batches(metadata: dict) -> DataLoader:
             "qann.ckpt does not say which dataset that was"
         )
     train, _, _ = build_datasets(data["name"], data["root"], False, False, data["seed"])
-    return DataLoader(train, batch_size=64, shuffle=False)
+    return calibration_data(train)

@@ -31,13 +31,16 @@ def is_distributed() -> bool:
 
 def rank() -> int:
     """This process's global rank: from the process group, or before one exists from the
-    launcher's environment (torchrun, Lightning's DDP launcher, SLURM)."""
+    launcher's environment (torchrun, SLURM, Lightning's DDP launcher)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+    for key in ("RANK", "SLURM_PROCID"):
         if key in os.environ:
             return int(os.environ[key])
-    return 0
+    # Lightning's own launcher gives its processes a node and a local rank only; on a
+    # later node this is not the exact global rank, but it is never 0 there.
+    node, local = int(os.environ.get("NODE_RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if node else local
 
 
 def world_size() -> int:

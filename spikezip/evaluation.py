@@ -197,7 +197,7 @@ def _evaluate_file(cfg: EvaluateConfig) -> dict:
         if not method_of(metadata.get("method")).exact:
             raise ConfigError(
                 f"snn.encoding={cfg.snn.encoding} applies to SpikeZIP SNNs; {cfg.snn.path} is "
-                f"a {metadata['method']} SNN, fed its input on every step"
+                f"a {method_of(metadata.get('method')).name} SNN, fed its input on every step"
             )
         snn = to_snn(qann, cfg.snn.encoding)
     return evaluate_snn(

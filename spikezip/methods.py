@@ -9,9 +9,10 @@ measurement, the energy meter and the run files are shared.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from spikezip.baselines.qcfs import to_if_snn, to_qcfs
 from spikezip.baselines.rate import calibrate_thresholds, to_rate_snn
@@ -40,6 +41,10 @@ class MethodConfig:
     percentile: float = 99.9
     calibration_batches: int = 10
     start: float = 0.0
+
+    def as_dict(self) -> dict:
+        """Plain data, for the run files that must rebuild this method's SNN."""
+        return {**asdict(self), "name": self.name.value}
 
     def __post_init__(self):
         self.name = choice("name", self.name, MethodName)
@@ -102,6 +107,27 @@ METHODS = {
 }
 
 
-def method_of(name: MethodName | str | None) -> Method:
-    """The method called ``name`` (``spikezip`` when None, as in files before methods)."""
-    return METHODS[MethodName(name or MethodName.spikezip)]
+def settings_of(value: MethodConfig | dict | str | None) -> MethodConfig:
+    """Method settings from what a run file holds (a dict, a bare name, or nothing: the
+    files of SpikeZIP before it had methods)."""
+    if isinstance(value, MethodConfig):
+        return value
+    if isinstance(value, dict):
+        return MethodConfig(**value)
+    return MethodConfig(name=value or MethodName.spikezip)
+
+
+def method_of(value: MethodConfig | dict | str | None) -> Method:
+    """The method that ``value`` (settings, or a name) names."""
+    return METHODS[settings_of(value).name]
+
+
+# Calibration batches are always this size, so ``calibration_batches`` means the same
+# samples in train.py, convert.py and the conversion callback.
+CALIBRATION_BATCH = 64
+
+
+def calibration_data(train: Dataset) -> DataLoader:
+    """The batches a rate-coded conversion calibrates on: the training split without
+    augmentation, in its stored order (the same thresholds on every rerun and process)."""
+    return DataLoader(train, CALIBRATION_BATCH, shuffle=False)

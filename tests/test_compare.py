@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _fabricate(path: Path, overrides: list[str], accuracy: list[float], ann: float, qann: float):
     (path / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
+    method = next((o.split("=")[1] for o in overrides if o.startswith("method=")), "spikezip")
     report = {
-        "method": "spikezip", "exact": True, "ann_accuracy": ann, "qann_accuracy": qann,
+        "method": method, "exact": method == "spikezip", "ann_accuracy": ann, "qann_accuracy": qann,
         "snn_accuracy": accuracy, "t_eq_mean": 9.5, "t_eq_max": 11, "agreement": 1.0,
         "energy": {"snn_joules": [1e-6 * (t + 1) for t in range(len(accuracy))],
                    "ann_joules": 2e-5},
@@ -48,7 +49,7 @@ def test_summary_of_fabricated_runs_keeps_every_number(tmp_path):
         table = list(csv.DictReader(f))
     assert table[1]["snn_T3"] == "0.625" and table[2]["status"] == "failed"
     markdown = (tmp_path / "out" / "summary.md").read_text()
-    assert "| method=qcfs | spikezip | 90.0 | 86.0 | 25.0 | 50.0 | 62.5 |" in markdown
+    assert "| method=qcfs | qcfs | 90.0 | 86.0 | 25.0 | 50.0 | 62.5 |" in markdown
     assert "failed: DivergenceError: boom" in markdown
     for figure in ("acc_vs_timestep.png", "acc_vs_energy.png"):
         assert (tmp_path / "out" / figure).stat().st_size > 5000
@@ -110,3 +111,30 @@ def test_the_summary_goes_to_wandb(tmp_path, monkeypatch):
     assert keys == {"summary", "acc_vs_timestep", "acc_vs_energy"}
     table = next(d["summary"] for d in logged if "summary" in d)
     assert table.get_column("run") == ["method=spikezip", "method=rate"]
+
+
+def test_the_later_of_a_result_and_a_failure_tells_how_a_run_ended(tmp_path):
+    _fabricate(tmp_path / "run", ["seed=1"], [0.5], 0.9, 0.8)
+    failed = tmp_path / "run" / "failed.json"
+    failed.write_text(json.dumps({"error": "RuntimeError: rerun broke"}))
+    done = tmp_path / "run" / "snn_eval.json"
+    os.utime(done, ns=(1_000_000_000, 1_000_000_000))
+    assert load_run(tmp_path / "run").error == "RuntimeError: rerun broke"
+    os.utime(failed, ns=(500_000_000, 500_000_000))  # the rerun after the failure finished
+    assert load_run(tmp_path / "run").status == "ok"
+
+
+def test_a_sweep_whose_summary_fails_exits_with_its_error(tmp_path, monkeypatch, capsys):
+    import spikezip.compare
+    from spikezip.cli import SweepSummary
+
+    def broken(paths, out_dir):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(spikezip.compare, "summarize", broken)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    with pytest.raises(SystemExit) as stop:
+        SweepSummary().on_multirun_end(config)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "the summary of the sweep" in err and "disk full" in err

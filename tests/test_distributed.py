@@ -75,8 +75,10 @@ def test_ddp_settings_compose_and_cpu_sync_batchnorm_is_refused():
     assert ddp.strategy == "ddp" and ddp.sync_batchnorm and ddp.devices == -1
     with pytest.raises(ConfigError, match="trainer.sync_batchnorm=true needs GPUs"):
         validate(_compose(overrides=["trainer.sync_batchnorm=true"]))
-    launcher = _compose(overrides=["hydra/launcher=slurm"])  # the cluster's launcher config
-    assert launcher is not None
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        slurm = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True)
+    assert slurm.hydra.launcher.timeout_min == 240  # the cluster's launcher config
+    assert "submitit" in slurm.hydra.launcher._target_.lower()
 
 
 DIGITS = ["data=digits", "teacher.epochs=3", "pet.epochs=2", "trainer.enable_progress_bar=false",
@@ -131,6 +133,27 @@ def test_evaluation_on_two_processes_gives_the_same_report(tmp_path):
     assert reports[1] == reports[2]
     assert errors[0] == pytest.approx(errors[1], rel=1e-5)
     assert reports[1]["samples"] == 359
+
+
+@pytest.mark.slow
+def test_torchrun_processes_share_a_rerun_that_only_converts(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(ROOT / "train.py"), "data=digits", "trainer=debug",
+               "trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=ENV)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = json.loads((run_dir / "snn_eval.json").read_text())
+    for name in ("snn.pt", "snn_eval.json"):
+        (run_dir / name).unlink()
+    # Nothing left to train: the processes still join one group and share the evaluation.
+    rerun = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=ENV)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    output = rerun.stdout + rerun.stderr
+    assert "QANN: using" in output and "joined the process group: rank 1 of 2" in output
+    again = json.loads((run_dir / "snn_eval.json").read_text())
+    assert again["samples"] == report["samples"] == 359
+    assert again["snn_accuracy"] == report["snn_accuracy"]
 
 
 @pytest.mark.slow

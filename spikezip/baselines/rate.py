@@ -4,9 +4,9 @@ Neuroscience 2017).
 
 The ReLU network itself becomes integrate-and-fire neurons with reset by subtraction,
 fed the analog input and the biases on every step. Each layer's threshold is a high
-percentile (99.9% by default) of its ReLU's activations on training batches, which is the
-paper's data-based, outlier-robust weight normalisation: a spike carries ``threshold``
-downstream, so weights need no rescaling.
+percentile (99.9% by default) of its ReLU's non-zero activations on training batches: the
+paper's data-based, outlier-robust normalisation (as its SNN toolbox computes it). A spike
+carries ``threshold`` downstream, so weights need no rescaling.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def calibrate_thresholds(
     percentile: float = 99.9,
     limit_batches: int | None = 10,
 ) -> dict[str, float]:
-    """Per ``nn.ReLU`` (by name): the ``percentile`` of its outputs over the first
-    ``limit_batches`` batches (all their values, zeros included, as SpikingJelly's
-    percentile normalisation does); a layer that never fires gets threshold 1."""
+    """Per ``nn.ReLU`` (by name): the ``percentile`` of its non-zero outputs over the
+    first ``limit_batches`` batches (Rueckauer et al.'s robust normalisation); a layer that
+    never fires gets threshold 1."""
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
     relus = {n: m for n, m in ann.named_modules() if isinstance(m, nn.ReLU)}
@@ -42,6 +42,7 @@ def calibrate_thresholds(
 
     def keep(name: str, out: Tensor) -> None:
         flat = out.detach().flatten().float().cpu()
+        flat = flat[flat > 0]
         if flat.numel() > SAMPLE:
             flat = flat[torch.randint(flat.numel(), (SAMPLE,), generator=gen)]
         seen[name].append(flat)
@@ -63,7 +64,8 @@ def calibrate_thresholds(
             hook.remove()
     thresholds = {}
     for name, values in seen.items():
-        value = float(torch.quantile(torch.cat(values), percentile / 100)) if values else 0.0
+        active = torch.cat(values) if values else torch.zeros(0)
+        value = float(torch.quantile(active, percentile / 100)) if active.numel() else 0.0
         thresholds[name] = value if value > 0 else 1.0
     return thresholds
 

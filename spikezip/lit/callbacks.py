@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -25,12 +26,20 @@ class SNNConversionCallback(pl.Callback):
     a line plot. The sums are reduced over the trainer's processes.
 
     The module must provide ``export_qann()`` and ``hparams.arch`` (as
-    :class:`spikezip.lit.PETModule` does).
+    :class:`spikezip.lit.PETModule` does); one with ``to_spiking(qann, encoding,
+    calibration)`` converts with its own method, given the ``calibration`` batches (what
+    the rate method sets its thresholds on: :func:`spikezip.methods.calibration_data`).
     """
 
-    def __init__(self, settings: SNNConfig | None = None, out_dir: str | Path | None = None):
+    def __init__(
+        self,
+        settings: SNNConfig | None = None,
+        out_dir: str | Path | None = None,
+        calibration: Iterable | None = None,
+    ):
         self.settings = settings or SNNConfig()
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.calibration = calibration
         self.last: SNNMeasurement | None = None
         self._measured_at: int | None = None
 
@@ -58,7 +67,7 @@ class SNNConversionCallback(pl.Callback):
         qann = pl_module.export_qann()
         convert = getattr(pl_module, "to_spiking", None)
         snn = (
-            convert(qann, self.settings.encoding, trainer.train_dataloader)
+            convert(qann, self.settings.encoding, self.calibration)
             if convert is not None
             else to_snn(qann, self.settings.encoding)
         )
@@ -91,7 +100,8 @@ class SNNConversionCallback(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.settings.every_n_epochs:
             return
-        pl_module.log_dict(self.measure(trainer, pl_module).metrics())
+        # The same totals on every process: the mean over them is the value itself.
+        pl_module.log_dict(self.measure(trainer, pl_module).metrics(), sync_dist=True)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._measured_at == trainer.global_step:

@@ -96,5 +96,5 @@ class DivergenceGuard(pl.Callback):
         if names:
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             self._fail(trainer, f"the weights {names[:3]}{more} are not finite")
-        scales = {n: float(p.min()) for n, p in self._scales.items() if not (p > 0).all()}
+        scales = {n: float(p.detach().min()) for n, p in self._scales.items() if not (p > 0).all()}
         self._fail(trainer, f"the Q-ReLU scales {scales} are no longer positive")

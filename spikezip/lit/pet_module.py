@@ -77,11 +77,11 @@ class PETModule(pl.LightningModule):
         self.pet = fine_tuning_model(teacher, config, method_of(method.name))
         self.teacher = teacher.eval().requires_grad_(False)
         task = task_for(arch)
-        if method.name is not MethodName.spikezip:  # one path: its weight in eq. 6 is 1
+        baseline = method.name is not MethodName.spikezip
+        if baseline:  # one path: its weight in eq. 6 is 1
             config = dataclasses.replace(config, levels=self.pet.levels)
         self.loss = EnsembleLoss(config, task)
         self.optim = config.optimizer
-        baseline = method.name is not MethodName.spikezip
         self.names = [method.name.value] if baseline else path_names(self.pet.levels)
         self.automatic_optimization = False  # see training_step
         keys = [f"{stage}_{name}" for stage in ("train", "val") for name in self.names]
@@ -118,7 +118,12 @@ class PETModule(pl.LightningModule):
 
     def to_spiking(self, qann: nn.Module, encoding, calibration=None) -> SpikingNetwork:
         """The SNN of an exported network, as the method converts it (the rate method
-        calibrates its thresholds on ``calibration`` batches)."""
+        calibrates its thresholds on ``calibration`` batches, which it then needs)."""
+        if self.method.name is MethodName.rate and calibration is None:
+            raise ValueError(
+                "the rate method sets its thresholds on training batches: give them as "
+                "calibration (SNNConversionCallback(calibration=calibration_data(train)))"
+            )
         method = method_of(self.method.name)
         return method.convert(
             qann, encoding=encoding, calibration=calibration, settings=self.method

@@ -54,6 +54,7 @@ from spikezip.lit.callbacks import SNNConversionCallback, log_accuracy_curve
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
+from spikezip.methods import MethodName, calibration_data
 from spikezip.models import build_model
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,15 @@ class Run:
     train_loader: DataLoader
     val_loader: DataLoader
     wandb: WandbLogger | None = None
+
+    def calibration(self) -> DataLoader | None:
+        """The batches the rate method calibrates its thresholds on (the training split
+        without augmentation, as ``convert.py`` uses); None for the other methods."""
+        if self.cfg.method.name is not MethodName.rate:
+            return None
+        d = self.cfg.data
+        train, _, _ = build_datasets(d.name, d.root, False, False, d.seed)
+        return calibration_data(train)
 
     def loggers(self, stage: str) -> list:
         loggers: list = []
@@ -226,7 +236,7 @@ def _make_teacher(run: Run, path: Path) -> nn.Module:
 def run_pet(run: Run, teacher: nn.Module) -> PETModule:
     """PET fine-tuning with the conversion callback; resumes from its last checkpoint."""
     module = PETModule(run.arch, run.cfg.pet, teacher=teacher, method=run.cfg.method)
-    callback = SNNConversionCallback(run.cfg.snn, run.dir / "pet_snn")
+    callback = SNNConversionCallback(run.cfg.snn, run.dir / "pet_snn", run.calibration())
     pet = run.cfg.pet
     run.fit("pet", module, pet.epochs, pet.optimizer.lr, [callback])
     return module
@@ -286,8 +296,35 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> dict:
             run.wandb.experiment.finish()  # one W&B run per job, also in a multirun
 
 
+def _join_process_group(run: Run) -> None:
+    """A process that torchrun or SLURM started beside others joins their process group
+    now: a rerun that finds its QANN trains nothing, so Lightning (which would join it)
+    never starts, and conversion and evaluation must still be shared out."""
+    if torch.distributed.is_initialized():
+        return
+    t = run.cfg.trainer
+    trainer = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=run.dir,
+    )
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is None or not environment.creates_processes_externally:
+        return  # one process, or Lightning's own launcher, which starts the others in fit
+    if trainer.world_size > 1:
+        trainer.strategy.setup_environment()
+        log.info("joined the process group: rank %d of %d", trainer.global_rank, trainer.world_size)
+
+
 def _stages(run: Run) -> dict:
     cfg, run_dir = run.cfg, run.dir
+    _join_process_group(run)
     qann_path = run_dir / "qann.ckpt"
     if qann_path.exists():
         log.info("QANN: using %s", qann_path)
@@ -304,7 +341,7 @@ def _stages(run: Run) -> dict:
                 levels=cfg.pet.levels[0],
                 input_shape=run.input_shape,
                 data=data,
-                method=cfg.method.name,
+                method=cfg.method,
             )
         )
     val = run.val_loader.dataset
@@ -313,8 +350,6 @@ def _stages(run: Run) -> dict:
     def convert() -> None:  # once, on rank 0; the others wait for snn.pt
         qann, metadata = load_qann(qann_path)
         sample = torch.stack([val[i][0] for i in range(min(16, len(val)))])
-        # The rate method's thresholds: the first training batches, in the data's order.
-        calibration = DataLoader(run.train_loader.dataset, cfg.data.batch_size)
         convert_and_prove(
             qann,
             metadata,
@@ -323,7 +358,7 @@ def _stages(run: Run) -> dict:
             max_timesteps=settings.max_timesteps,
             sample=sample,
             method=cfg.method,
-            calibration=calibration,
+            calibration=run.calibration(),
         )
 
     on_rank_zero(convert)

@@ -29,7 +29,7 @@ def export_from_checkpoint(path: str | Path) -> nn.Module:
             "hyper-parameters"
         )
     config = PETConfig(**hparams["pet"])
-    method = method_of((hparams.get("method") or {}).get("name"))
+    method = method_of(hparams.get("method"))
     pet = fine_tuning_model(build_model(**hparams["arch"]), config, method)
     weights = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("pet.")}
     consume_prefix_in_state_dict_if_present(weights, "pet.")

@@ -71,9 +71,15 @@ def lsq_init_scale(x: Tensor, levels: int) -> Tensor:
     """
     magnitude = x.detach().abs()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        total = torch.stack([magnitude.sum(), magnitude.new_tensor(magnitude.numel())])
+        # In float64: a 16-bit sum (mixed precision) of a whole batch overflows.
+        total = torch.stack(
+            [
+                magnitude.sum(dtype=torch.float64),
+                magnitude.new_tensor(magnitude.numel(), dtype=torch.float64),
+            ]
+        )
         dist.all_reduce(total)
-        mean = total[0] / total[1]
+        mean = (total[0] / total[1]).to(x.dtype)
     else:
         mean = magnitude.mean()
     return torch.clamp(2.0 * mean / math.sqrt(levels), min=torch.finfo(x.dtype).tiny)

@@ -32,8 +32,9 @@ class NeuronRule:
     """Which ANN activation module becomes a neuron, and how.
 
     ``build(name, activation)`` returns the neuron layer for the activation at ``name``
-    (raising :class:`UnsupportedLayerError` if it cannot). The activation must have an
-    integer ``levels`` attribute: the even release spreads the input over ``n`` steps.
+    (raising :class:`UnsupportedLayerError` if it cannot). With ``"even"`` encoding the
+    input is spread over ``n`` steps, ``n`` the largest integer ``levels`` attribute of the
+    activations (1 for an activation without one).
     """
 
     activation: type[nn.Module]
