@@ -302,6 +302,8 @@ def _join_process_group(run: Run) -> None:
     never starts, and conversion and evaluation must still be shared out."""
     if torch.distributed.is_initialized():
         return
+    if all(int(os.environ.get(key, 1)) <= 1 for key in ("WORLD_SIZE", "SLURM_NTASKS")):
+        return  # neither torchrun nor srun started others beside this process
     t = run.cfg.trainer
     trainer = pl.Trainer(
         accelerator=t.accelerator,
