@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikezip-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo sweep compare clean
+.PHONY: help install test test-all lint format bench demo sweep compare fashion-mnist clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## create .venv from requirements.lock (only when missing or stale)
 
@@ -45,6 +45,15 @@ sweep: install  ## an example ablation: PET's alpha (Table 5c) on MNIST-5k, outp
 
 compare: install  ## SpikeZIP vs QCFS vs rate coding on MNIST-5k: summary.md and figures in multirun/
 	$(PY) train.py -m sweep=compare
+
+fashion-mnist:  ## install Fashion-MNIST offline (Debian/Ubuntu package dataset-fashion-mnist)
+	@if test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz; then \
+		echo "Fashion-MNIST is installed in /usr/share/datasets/fashion-mnist/"; \
+	elif command -v apt-get >/dev/null; then \
+		$$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y dataset-fashion-mnist; \
+	else \
+		echo "no apt-get here: run with data.download=true on a machine with internet" >&2; exit 1; \
+	fi
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

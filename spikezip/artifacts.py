@@ -61,6 +61,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def decompress(archive: str | Path, path: str | Path) -> Path:
+    """``archive`` (a ``.gz`` file) decompressed into ``path``, atomically."""
+    import gzip
+
+    def write(tmp: Path) -> None:
+        with gzip.open(archive, "rb") as source, open(tmp, "wb") as out:
+            shutil.copyfileobj(source, out)
+
+    return atomic_write(path, write)
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) inside the block: processes
@@ -180,8 +191,9 @@ def save_qann(
     method: MethodConfig | str = MethodName.spikezip,
 ) -> Path:
     """Store the ANN a method's SNN comes from (for SpikeZIP a QANN built as
-    ``to_qann(build_model(**arch), levels)``); ``data`` (name, root, seed) says what it was
-    trained on, so ``convert.py`` can check it on real images (and calibrate a rate SNN)."""
+    ``to_qann(build_model(**arch), levels)``); ``data`` (``build_datasets`` keywords: name,
+    root, seed, subset sizes) says what it was trained on, so ``convert.py`` can check it on
+    real images (and calibrate a rate SNN)."""
     return _save(
         {
             "format": QANN_FORMAT,

@@ -23,7 +23,7 @@ import torch
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from spikezip.artifacts import atomic_write
-from spikezip.data.datasets import DATASETS, DatasetInfo
+from spikezip.data.datasets import DATASETS, DatasetInfo, build_datasets
 from spikezip.methods import MethodConfig
 from spikezip.models import MODELS, PRETRAINED, RESNETS
 from spikezip.optim import OptimizerConfig
@@ -94,13 +94,30 @@ class DataConfig:
     eval_batch_size: int = 250
     num_workers: int = 0
     augment: bool = True
-    seed: int = 0
+    seed: int = 0  # mnist5k / digits: the split; every dataset: the subsets below
+    train_size: int | None = None  # a seeded random subset of the training split
+    val_size: int | None = None  # ... and of the validation (test) split
 
     def __post_init__(self):
         self.name = choice("name", self.name, DatasetName)
         positive("batch_size", self.batch_size)
         positive("eval_batch_size", self.eval_batch_size)
         positive("num_workers", self.num_workers, zero=True)
+        for key in ("train_size", "val_size"):
+            if getattr(self, key) is not None:
+                positive(key, getattr(self, key))
+
+    def source(self) -> dict:
+        """Which samples these are (``build_datasets`` keywords), kept with a QANN so that
+        ``convert.py`` finds the same ones."""
+        keys = ("root", "seed", "train_size", "val_size")
+        return {"name": self.name.value, **{key: getattr(self, key) for key in keys}}
+
+    def build(self, augment: bool | None = None) -> tuple:
+        """``(train, val, info)``; ``augment`` overrides the setting (False for the
+        batches that calibrate or check a conversion)."""
+        augment = self.augment if augment is None else augment
+        return build_datasets(**self.source(), download=self.download, augment=augment)
 
 
 @dataclass

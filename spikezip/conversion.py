@@ -32,7 +32,7 @@ def sample_inputs(metadata: dict, count: int = 16) -> tuple[Tensor, str]:
     data = metadata.get("data")
     if data:
         try:
-            _, val, _ = build_datasets(data["name"], data["root"], False, False, data["seed"])
+            _, val, _ = build_datasets(**data, augment=False)
             images = [val[i][0] for i in range(min(count, len(val)))]
             return torch.stack(images), f"{data['name']} validation images"
         except DatasetNotFoundError:
@@ -122,5 +122,5 @@ def _training_batches(metadata: dict) -> DataLoader:
             "a rate-coded network calibrates its thresholds on its training data, and this "
             "qann.ckpt does not say which dataset that was"
         )
-    train, _, _ = build_datasets(data["name"], data["root"], False, False, data["seed"])
+    train, _, _ = build_datasets(**data, augment=False)
     return calibration_data(train)

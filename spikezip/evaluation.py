@@ -180,12 +180,10 @@ def evaluate_file(cfg) -> dict:
 
 
 def _evaluate_file(cfg: EvaluateConfig) -> dict:
-    from spikezip.data import build_datasets
-
     device = cfg.trainer.simulation_device()
     snn, qann, metadata = load_snn(cfg.snn.path)
     d = cfg.data
-    _, val, info = build_datasets(d.name, d.root, d.download, False, d.seed)
+    _, val, info = d.build(augment=False)
     shape = [info.in_channels, info.image_size, info.image_size]
     if shape != list(metadata["input_shape"]):
         raise ConfigError(

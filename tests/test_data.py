@@ -119,3 +119,86 @@ def test_missing_imagenet_says_where(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'cifar1000'"):
         build_datasets("cifar1000")
+
+
+# ------------------------------------------------ Fashion-MNIST ----
+
+
+def _write_idx(folder, n_train=12, n_test=5, gz=True):
+    """Tiny files in the real idx format (big-endian magic, sizes, then uint8 data), named
+    as the dataset's four files; gzipped like the originals unless ``gz`` is False."""
+    import gzip
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        files = {
+            f"{split}-images-idx3-ubyte": struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes(),
+            f"{split}-labels-idx1-ubyte": struct.pack(">ii", 2049, n) + labels.tobytes(),
+        }
+        for name, payload in files.items():
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(payload))
+            else:
+                (folder / name).write_bytes(payload)
+    return folder
+
+
+def test_fashion_mnist_comes_from_the_system_package_when_root_lacks_it(tmp_path, monkeypatch):
+    import spikezip.data.datasets as datasets
+
+    system = _write_idx(tmp_path / "usr-share")
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", system)
+    train, val, info = build_datasets("fashion_mnist", root=tmp_path / "data", augment=False)
+    assert (info.num_classes, info.in_channels, info.image_size) == (10, 1, 28)
+    assert (len(train), len(val)) == (12, 5)
+    x, y = train[3]
+    assert x.shape == (1, 28, 28) and y == 3
+    raw = np.frombuffer(
+        (tmp_path / "data/FashionMNIST/raw/train-images-idx3-ubyte").read_bytes()[16:], np.uint8
+    )
+    expected = (raw.reshape(12, 28, 28)[3] / 255.0 - 0.2860) / 0.3530
+    assert torch.allclose(x[0], torch.as_tensor(expected, dtype=torch.float32), atol=1e-6)
+    # Extracted once into data.root, as a download would be; the next load reads it there.
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", tmp_path / "gone")
+    again, _, _ = build_datasets("fashion_mnist", root=tmp_path / "data", augment=False)
+    assert torch.equal(again[3][0], x)
+
+
+def test_fashion_mnist_in_root_is_read_as_torchvision_lays_it_out(tmp_path):
+    _write_idx(tmp_path / "FashionMNIST" / "raw", n_train=20, gz=False)
+    train, val, _ = build_datasets("fashion_mnist", root=tmp_path)
+    assert len(train) == 20 and train[0][0].shape == (1, 28, 28)
+
+
+def test_seeded_subsets_of_any_dataset():
+    train, val, _ = build_datasets("digits", train_size=100, val_size=50, seed=3)
+    assert (len(train), len(val)) == (100, 50)
+    again, _, _ = build_datasets("digits", train_size=100, val_size=50, seed=3)
+    other, _, _ = build_datasets("digits", train_size=100, val_size=50, seed=4)
+    assert train.indices == again.indices != other.indices
+    assert train.indices == sorted(train.indices)  # the stored order, for calibration
+    whole, _, _ = build_datasets("digits", train_size=10_000)
+    assert len(whole) == 1438
+
+
+def test_missing_fashion_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+    import spikezip.data.datasets as datasets
+
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", tmp_path / "nowhere")
+    with pytest.raises(DatasetNotFoundError) as err:
+        build_datasets("fashion_mnist", root=tmp_path / "data")
+    message = str(err.value)
+    for needed in ("FashionMNIST/raw", "nowhere", "make fashion-mnist", "data.download=true"):
+        assert needed in message
+
+
+def test_a_truncated_fashion_mnist_file_is_named(tmp_path):
+    raw = _write_idx(tmp_path / "FashionMNIST" / "raw", gz=False)
+    data = raw / "train-images-idx3-ubyte"
+    data.write_bytes(data.read_bytes()[:100])
+    with pytest.raises(DatasetNotFoundError, match="cannot be read"):
+        build_datasets("fashion_mnist", root=tmp_path)

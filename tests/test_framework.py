@@ -269,3 +269,12 @@ def test_reading_and_writing_run_files_needs_no_training_or_plotting_code():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_fashion_mnist_subsets_are_settings_that_travel_with_the_qann(tmp_path):
+    cfg = validate(_compose(overrides=["data=fashion_mnist", "data.train_size=500", "seed=1"]))
+    assert cfg.data.source() == {
+        "name": "fashion_mnist", "root": "data", "seed": 0, "train_size": 500, "val_size": None,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="data.val_size"):
+        validate(_compose(overrides=["data.val_size=0"]))

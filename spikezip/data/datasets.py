@@ -1,23 +1,32 @@
 """The datasets SpikeZIP trains on, by name: train / validation splits and their shapes.
 
-``mnist5k`` (embedded, default) and ``digits`` need no files. ``cifar10`` / ``cifar100``
-read torchvision's on-disk format under ``root`` (``download=True`` fetches it for users
-online); ``imagenet`` reads an ``ImageFolder`` tree ``root/train/<class>/*`` and
-``root/val/<class>/*``.
+``mnist5k`` (embedded, default) and ``digits`` need no files. ``fashion_mnist``,
+``cifar10`` and ``cifar100`` read torchvision's on-disk format under ``root``
+(``download=True`` fetches it for users online; Fashion-MNIST is also taken from the
+Debian/Ubuntu package ``dataset-fashion-mnist``); ``imagenet`` reads an ``ImageFolder``
+tree ``root/train/<class>/*`` and ``root/val/<class>/*``. Any of them can be cut to a
+seeded random subset (:func:`subset`), so a study fits a CPU budget.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from spikezip.data.mnist5k import load_mnist5k
 from spikezip.errors import SpikeZIPError
 
-DATASETS = ("mnist5k", "digits", "cifar10", "cifar100", "imagenet")
+log = logging.getLogger(__name__)
+
+DATASETS = ("mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "imagenet")
+
+# Where Debian/Ubuntu's dataset-fashion-mnist package puts the four original .gz files.
+FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+_FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 
 _CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -42,6 +51,7 @@ class DatasetInfo:
 INFO = {
     "mnist5k": DatasetInfo(10, 1, 28),
     "digits": DatasetInfo(10, 1, 8),
+    "fashion_mnist": DatasetInfo(10, 1, 28),
     "cifar10": DatasetInfo(10, 3, 32),
     "cifar100": DatasetInfo(100, 3, 32),
     "imagenet": DatasetInfo(1000, 3, 224),
@@ -92,6 +102,63 @@ def _cifar(name: str, root: Path, download: bool, augment: bool) -> tuple[Datase
     return train, val
 
 
+def _fashion_mnist(root: Path, download: bool, augment: bool) -> tuple[Dataset, Dataset]:
+    """torchvision's ``FashionMNIST`` under ``root``. Without it there (and without
+    ``download``), the system package's ``.gz`` files are extracted into ``root`` first,
+    as a download would be."""
+    from torchvision import transforms as T
+    from torchvision.datasets import FashionMNIST
+
+    raw = root / FashionMNIST.__name__ / "raw"
+    gzipped = [name for name, _ in FashionMNIST.resources]  # the four *-idx?-ubyte.gz
+    files = [raw / name.removesuffix(".gz") for name in gzipped]
+    if not download and not all(f.is_file() for f in files):
+        system = [FASHION_MNIST_SYSTEM / name for name in gzipped]
+        if not all(f.is_file() for f in system):
+            raise DatasetNotFoundError(
+                f"fashion_mnist not found: looked for {', '.join(f.name for f in files)} in "
+                f"{raw.resolve()}/ and for their .gz files in {FASHION_MNIST_SYSTEM}/. Install "
+                "the Debian/Ubuntu package there (make fashion-mnist: apt-get install "
+                "dataset-fashion-mnist), run with data.download=true on a machine with "
+                f"internet, or put the four files of {FashionMNIST.mirrors[0]} in {raw.resolve()}/."
+            )
+        _extract(system, raw)
+    normalize = [T.ToTensor(), T.Normalize(*_FASHION_MNIST_STATS)]
+    train_tf = [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()] if augment else []
+    try:
+        train = FashionMNIST(root, True, T.Compose(train_tf + normalize), download=download)
+        val = FashionMNIST(root, False, T.Compose(normalize), download=download)
+    except (RuntimeError, OSError, ValueError) as err:
+        if download and not all(f.is_file() for f in files):  # URLError and the like
+            raise DatasetNotFoundError(
+                f"downloading fashion_mnist failed ({err}). Without internet: apt-get install "
+                f"dataset-fashion-mnist, or put the four files of {FashionMNIST.mirrors[0]} in "
+                f"{raw.resolve()}/, and run without data.download=true."
+            ) from err
+        raise DatasetNotFoundError(  # a truncated or foreign file
+            f"fashion_mnist under {raw.resolve()} cannot be read: {err}"
+        ) from err
+    return train, val
+
+
+def _extract(archives: list[Path], folder: Path) -> None:
+    """Decompress ``.gz`` files into ``folder``, each appearing whole or not at all."""
+    from spikezip.artifacts import decompress
+
+    log.info("extracting %s into %s", archives[0].parent, folder)
+    for archive in archives:
+        decompress(archive, folder / archive.name.removesuffix(".gz"))
+
+
+def subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
+    """A seeded random ``size`` of ``dataset``'s samples, in their stored order (all of it
+    when ``size`` is None or not smaller)."""
+    if size is None or size >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return Subset(dataset, sorted(order[:size].tolist()))
+
+
 def _imagenet(root: Path, image_size: int) -> tuple[Dataset, Dataset]:
     from torchvision import datasets
     from torchvision import transforms as T
@@ -126,8 +193,12 @@ def build_datasets(
     download: bool = False,
     augment: bool = True,
     seed: int = 0,
+    *,
+    train_size: int | None = None,
+    val_size: int | None = None,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
-    """``(train, val, info)`` for dataset ``name`` (one of :data:`DATASETS`).
+    """``(train, val, info)`` for dataset ``name`` (one of :data:`DATASETS`); with
+    ``train_size`` / ``val_size``, seeded random subsets of that many samples (by ``seed``).
 
     Raises:
         DatasetNotFoundError: files missing under ``root``; says where it looked.
@@ -140,6 +211,8 @@ def build_datasets(
         train, val = load_mnist5k(seed=seed)
     elif name == "digits":
         train, val = _digits(seed)
+    elif name == "fashion_mnist":
+        train, val = _fashion_mnist(root, download, augment)
     elif name in _CIFAR_STATS:
         train, val = _cifar(name, root, download, augment)
     else:
@@ -147,4 +220,4 @@ def build_datasets(
     info = INFO[name]
     if name == "imagenet":
         info = DatasetInfo(len(train.classes), 3, info.image_size)
-    return train, val, info
+    return subset(train, train_size, seed), subset(val, val_size, seed), info

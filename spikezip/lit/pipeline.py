@@ -47,7 +47,7 @@ from spikezip.config import (
     validate,
 )
 from spikezip.conversion import convert_and_prove
-from spikezip.data import EpochShuffle, build_datasets
+from spikezip.data import EpochShuffle
 from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
 from spikezip.evaluation import evaluate_snn, evaluation_batches
 from spikezip.lit.callbacks import SNNConversionCallback, log_accuracy_curve
@@ -77,8 +77,7 @@ class Run:
         without augmentation, as ``convert.py`` uses); None for the other methods."""
         if self.cfg.method.name is not MethodName.rate:
             return None
-        d = self.cfg.data
-        train, _, _ = build_datasets(d.name, d.root, False, False, d.seed)
+        train, _, _ = self.cfg.data.build(augment=False)
         return calibration_data(train)
 
     def loggers(self, stage: str) -> list:
@@ -158,7 +157,7 @@ def _finished_epochs(checkpoint: Path) -> int:
 
 def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
     d = cfg.data
-    train, val, info = build_datasets(d.name, d.root, d.download, d.augment, d.seed)
+    train, val, info = d.build()
     workers = {
         "num_workers": d.num_workers,
         "persistent_workers": d.num_workers > 0,
@@ -334,7 +333,7 @@ def _stages(run: Run) -> dict:
     else:
         teacher = obtain_teacher(run)
         qann = run_pet(run, teacher).export_qann().cpu()
-        data = {"name": cfg.data.name.value, "root": cfg.data.root, "seed": cfg.data.seed}
+        data = cfg.data.source()
         on_rank_zero(
             lambda: save_qann(
                 qann,
