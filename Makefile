@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikezip-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo sweep compare fashion-mnist clean
+.PHONY: help install test test-all lint format bench demo sweep compare fashion-mnist study clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ fashion-mnist:  ## install Fashion-MNIST offline (Debian/Ubuntu package dataset-
 	else \
 		echo "no apt-get here: run with data.download=true on a machine with internet" >&2; exit 1; \
 	fi
+
+STUDY_DIR ?= multirun/study
+study: install fashion-mnist  ## the ablation study on Fashion-MNIST (about an hour, CPU): docs/study/
+	$(PY) train.py -m experiment=fashion_study sweep=study hydra.sweep.dir=$(STUDY_DIR); \
+	status=$$?; $(PY) -m spikezip.study $(STUDY_DIR) --out docs/study && exit $$status
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

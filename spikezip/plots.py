@@ -129,3 +129,36 @@ def plot_accuracy_vs_energy(runs: Sequence[tuple[str, dict]], path: str | Path) 
         ax.legend(fontsize=7, loc="lower right")
 
     return _figure(draw, path)
+
+
+def plot_mean_curves(
+    curves: Mapping[str, Sequence[Sequence[float]]],
+    ann: Sequence[float],
+    path: str | Path,
+    title: str,
+) -> Path:
+    """For each label, the mean SNN accuracy against T over its runs (seeds), with a band of
+    ± one standard deviation; the ANNs' mean accuracy as a black dashed line."""
+    import numpy as np
+
+    def draw(ax):
+        longest = 1
+        for i, (label, runs) in enumerate(curves.items()):
+            if not runs:
+                continue
+            steps = min(len(r) for r in runs)
+            longest = max(longest, steps)
+            values = 100 * np.array([r[:steps] for r in runs])
+            mean, std = values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else 0 * values[0]
+            t = np.arange(1, steps + 1)
+            ax.plot(t, mean, color=f"C{i}", marker="o", ms=2, label=f"{label} (n={len(runs)})")
+            ax.fill_between(t, mean - std, mean + std, color=f"C{i}", alpha=0.2, lw=0)
+        if ann:
+            ax.axhline(100 * float(np.mean(ann)), color="black", ls="--", lw=0.8, label="ANN")
+        ax.set_xscale("log", base=2)
+        ticks = [t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if t <= longest]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set(xlabel="time-step T", ylabel="accuracy (%)", title=title)
+        ax.legend(fontsize=7, loc="lower right")
+
+    return _figure(draw, path)

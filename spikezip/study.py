@@ -1,0 +1,369 @@
+"""The ablation study: the paper's Fig. 6 and Table 5 (and the baselines) as tables of
+mean ± std over seeds, figures, and a verdict on each of the paper's claims.
+
+    python train.py -m experiment=fashion_study sweep=study hydra.sweep.dir=multirun/study
+    python -m spikezip.study multirun/study --out docs/study     # make study does both
+
+Each run of the sweep is one setting (``ablation=...``, see ``conf/ablation/``) and one
+``seed``; the settings of one seed share their teacher. A claim is a set of paired
+comparisons: for each seed, the difference between two settings on one measure; a
+comparison *holds* when the mean difference over seeds is more than two standard errors
+above zero, is *reversed* when it is that far below, and is *within noise* otherwise. A
+claim is *reproduced* when all its comparisons hold, *not reproduced* when one is
+reversed, and *inconclusive* otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from spikezip.artifacts import atomic_write, write_csv
+from spikezip.compare import RunRecord, find_runs, load_run
+from spikezip.errors import SpikeZIPError
+
+STEPS = (1, 2, 4, 8, 16, 32)  # the T columns of the tables
+LOW_T = 4  # "small T": the mean SNN accuracy over T = 1 .. LOW_T
+
+# What one run is measured by, from its snn_eval.json.
+MEASURES = {
+    "low_t": f"mean SNN accuracy over T = 1..{LOW_T}",
+    "final": "SNN accuracy at the last T (after T_eq)",
+    "qann": "QANN (or the method's ANN) accuracy",
+    "t_eq": "mean T_eq",
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One figure or table of the paper: its rows are settings (``ablation`` options)."""
+
+    key: str
+    title: str
+    rows: tuple[tuple[str, str], ...]  # (label, ablation)
+    figure: bool = False
+
+
+@dataclass(frozen=True)
+class Check:
+    """The paper expects ``higher``'s ``measure`` above ``lower``'s."""
+
+    higher: str
+    lower: str
+    measure: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    panel: str
+    text: str
+    checks: tuple[Check, ...]
+
+
+PANELS = (
+    Panel("fig6a", "Fig. 6a: PET and residual re-routing",
+          (("SpikeZIP-N", "n"), ("SpikeZIP-P", "p"), ("SpikeZIP-R", "r"), ("SpikeZIP-PR", "pr")),
+          figure=True),
+    Panel("fig6b", "Fig. 6b: major-path level n_mp (PET)",
+          (("n_mp = 2", "nmp2"), ("n_mp = 4", "nmp4"), ("n_mp = 8", "p")), figure=True),
+    Panel("table5a", "Table 5a: Q-ReLU scale sharing",
+          (("independent", "scale_independent"), ("identical", "scale_identical"),
+           ("share", "p"))),
+    Panel("table5b", "Table 5b: batch-norm sharing",
+          (("independent", "bn_independent"), ("identical", "bn_identical"), ("share", "p"))),
+    Panel("table5c", "Table 5c: loss coefficient α",
+          (("α = 0.25", "alpha0.25"), ("α = 1", "p"), ("α = 4", "alpha4"))),
+    Panel("table5d", "Table 5d: label of the sub-path losses",
+          (("hard", "label_hard"), ("soft", "p"), ("hard + soft", "label_mixed"))),
+    Panel("baselines", "Baselines on the same model, data and budget",
+          (("SpikeZIP-P", "p"), ("QCFS", "qcfs"), ("rate (99.9%)", "rate")), figure=True),
+)  # fmt: skip
+
+CLAIMS = (
+    Claim("fig6a", "PET raises the SNN's accuracy at small T (P > N)",
+          (Check("p", "n", "low_t"),)),
+    Claim("fig6a", "residual re-routing raises the accuracy at small T (R > N)",
+          (Check("r", "n", "low_t"),)),
+    Claim("fig6a", "PET and re-routing combine (PR > P and PR > R at small T)",
+          (Check("pr", "p", "low_t"), Check("pr", "r", "low_t"))),
+    Claim("fig6b", "a smaller n_mp raises the accuracy at small T",
+          (Check("nmp2", "nmp4", "low_t"), Check("nmp4", "p", "low_t"))),
+    Claim("fig6b", "a smaller n_mp costs accuracy after T_eq",
+          (Check("p", "nmp4", "final"), Check("nmp4", "nmp2", "final"))),
+    Claim("fig6b", "a larger n_mp takes more time-steps to settle (T_eq)",
+          (Check("p", "nmp4", "t_eq"), Check("nmp4", "nmp2", "t_eq"))),
+    Claim("table5a", "shared, properly scaled Q-ReLU scales are best at small T and after",
+          (Check("p", "scale_identical", "low_t"), Check("p", "scale_independent", "low_t"),
+           Check("p", "scale_identical", "final"), Check("p", "scale_independent", "final"))),
+    Claim("table5b", "batch-norm share beats independent at small T",
+          (Check("p", "bn_independent", "low_t"),)),
+    Claim("table5b", "batch-norm share beats identical after T_eq",
+          (Check("p", "bn_identical", "final"),)),
+    Claim("table5c", "a larger α raises the accuracy at small T",
+          (Check("alpha4", "p", "low_t"), Check("p", "alpha0.25", "low_t"))),
+    Claim("table5c", "a smaller α raises the accuracy after T_eq",
+          (Check("alpha0.25", "p", "final"), Check("p", "alpha4", "final"))),
+    Claim("table5d", "soft sub-path labels give the best QANN",
+          (Check("p", "label_hard", "qann"), Check("p", "label_mixed", "qann"))),
+    Claim("baselines", "SpikeZIP is ahead of QCFS and rate coding at small T",
+          (Check("p", "qcfs", "low_t"), Check("p", "rate", "low_t"))),
+)  # fmt: skip
+
+
+def measure(report: dict, name: str) -> float:
+    """One number of a run (NaN where it has none: T_eq of a rate-coded SNN)."""
+    accuracy = report["snn_accuracy"]
+    if name == "low_t":
+        return statistics.fmean(accuracy[:LOW_T])
+    if name == "final":
+        return accuracy[-1]
+    if name == "qann":
+        return report["qann_accuracy"]
+    if name == "t_eq":
+        return math.nan if report.get("t_eq_mean") is None else report["t_eq_mean"]
+    raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    check: Check
+    differences: tuple[float, ...]  # per seed, higher - lower
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.differences) if self.differences else math.nan
+
+    @property
+    def standard_error(self) -> float:
+        n = len(self.differences)
+        return statistics.stdev(self.differences) / math.sqrt(n) if n > 1 else math.nan
+
+    @property
+    def outcome(self) -> str:
+        n, mean, se = len(self.differences), self.mean, self.standard_error
+        if n < 2 or math.isnan(mean):
+            return f"too few seeds ({n})"
+        if mean > 2 * se:
+            return "holds"
+        if mean < -2 * se:
+            return "reversed"
+        return "within noise"
+
+
+def compare(results: dict[str, dict[int, dict]], check: Check) -> Comparison:
+    """``check`` over the seeds both settings have (paired: they share a teacher)."""
+    higher, lower = results.get(check.higher, {}), results.get(check.lower, {})
+    seeds = sorted(higher.keys() & lower.keys())
+    diffs = (measure(higher[s], check.measure) - measure(lower[s], check.measure) for s in seeds)
+    return Comparison(check, tuple(d for d in diffs if not math.isnan(d)))
+
+
+def verdict(comparisons: Sequence[Comparison]) -> str:
+    outcomes = [c.outcome for c in comparisons]
+    if all(o == "holds" for o in outcomes):
+        return "reproduced"
+    if any(o == "reversed" for o in outcomes):
+        return "not reproduced"
+    return "inconclusive"
+
+
+def collect(runs: Sequence[RunRecord]) -> tuple[dict[str, dict[int, dict]], list[RunRecord]]:
+    """Finished runs by ``ablation`` and ``seed``; and the runs that did not finish."""
+    results: dict[str, dict[int, dict]] = {}
+    missing = []
+    for run in runs:
+        if run.report is None:
+            missing.append(run)
+            continue
+        ablation = run.overrides.get("ablation")
+        if ablation is None:
+            raise SpikeZIPError(f"{run.path} has no ablation=... override: not a study run")
+        results.setdefault(ablation, {})[int(run.overrides.get("seed", 0))] = run.report
+    return results, missing
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _cell(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
+    mean, std = _mean_std(values)
+    if math.isnan(mean):
+        return "–"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def panel_table(panel: Panel, results: dict[str, dict[int, dict]]) -> str:
+    """A markdown table: each row a setting, each cell mean ± std over its seeds (%)."""
+    head = ["setting", "seeds", "QANN", *[f"T={t}" for t in STEPS], f"T≤{LOW_T} mean", "T_eq"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, ablation in panel.rows:
+        reports = list(results.get(ablation, {}).values())
+        cells = [label, str(len(reports)), _cell([r["qann_accuracy"] for r in reports])]
+        for t in STEPS:
+            cells.append(_cell([_at(r, t) for r in reports]))
+        cells.append(_cell([measure(r, "low_t") for r in reports]))
+        cells.append(_cell([measure(r, "t_eq") for r in reports], scale=1.0, digits=2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _at(report: dict, t: int) -> float:
+    accuracy = report["snn_accuracy"]
+    return accuracy[t - 1] if t <= len(accuracy) else math.nan
+
+
+def claim_lines(results: dict[str, dict[int, dict]]) -> list[tuple[Claim, str, str]]:
+    """``(claim, verdict, the numbers that decide it)`` for every claim."""
+    lines = []
+    for claim in CLAIMS:
+        comparisons = [compare(results, check) for check in claim.checks]
+        numbers = []
+        for c in comparisons:
+            scale, unit = (1.0, " steps") if c.check.measure == "t_eq" else (100.0, " points")
+            numbers.append(
+                f"{c.check.higher} − {c.check.lower} on {c.check.measure}: "
+                f"{scale * c.mean:+.2f} ± {scale * c.standard_error:.2f}{unit} "
+                f"(n={len(c.differences)}, {c.outcome})"
+            )
+        lines.append((claim, verdict(comparisons), "; ".join(numbers)))
+    return lines
+
+
+def _ann_accuracy(results: dict[str, dict[int, dict]]) -> dict[int, float]:
+    """Each seed's teacher accuracy (one teacher per seed, shared by its settings)."""
+    ann: dict[int, float] = {}
+    for by_seed in results.values():
+        for seed, report in by_seed.items():
+            if report.get("ann_accuracy") is not None:
+                ann.setdefault(seed, report["ann_accuracy"])
+    return ann
+
+
+def _wall_time(sweep: Path, runs: Sequence[RunRecord]) -> str:
+    start = sweep / "multirun.yaml"
+    ends = [r.path / "snn_eval.json" for r in runs if (r.path / "snn_eval.json").exists()]
+    if not start.exists() or not ends:
+        return "unknown"
+    seconds = max(e.stat().st_mtime for e in ends) - start.stat().st_mtime
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def _setup(runs: Sequence[RunRecord]) -> str:
+    """The settings every run shares, read from the first run's composed config."""
+    from omegaconf import OmegaConf
+
+    for run in runs:
+        config = run.path / ".hydra" / "config.yaml"
+        if config.exists():
+            c = OmegaConf.load(config)
+            return (
+                f"{c.data.name} (train subset {c.data.train_size or 'all'}, test subset "
+                f"{c.data.val_size or 'all'}, data seed {c.data.seed}); {c.model.name} at width "
+                f"{c.model.width}; teacher {c.teacher.epochs} epochs, fine-tuning "
+                f"{c.pet.epochs} epochs ({c.pet.optimizer.name}, lr {c.pet.optimizer.lr}, batch "
+                f"{c.data.batch_size}); SNN simulated for T = 1..{c.snn.timesteps}."
+            )
+    return "unknown (no .hydra/config.yaml in the runs)"
+
+
+def write_report(sweep: str | Path, out_dir: str | Path, command: str) -> list[tuple]:
+    """Tables, figures, ``study.csv`` and ``README.md`` of the study in ``sweep``."""
+    from spikezip.plots import plot_mean_curves
+
+    sweep, out_dir = Path(sweep), Path(out_dir)
+    runs = [load_run(p) for p in find_runs([sweep])]
+    results, missing = collect(runs)
+    if not results:
+        raise SpikeZIPError(f"{sweep} holds no finished study runs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header = ["ablation", "seed", "method", "ann_accuracy", "qann_accuracy"]
+    header += [f"snn_T{t}" for t in STEPS] + ["low_t", "t_eq_mean", "t_eq_max"]
+    rows = []
+    for ablation, by_seed in sorted(results.items()):
+        for seed, r in sorted(by_seed.items()):
+            rows.append(
+                [ablation, seed, r.get("method", ""), r.get("ann_accuracy"), r["qann_accuracy"]]
+                + [_at(r, t) for t in STEPS]
+                + [measure(r, "low_t"), r.get("t_eq_mean"), r.get("t_eq_max")]
+            )
+    write_csv(out_dir / "study.csv", header, rows)
+    ann = _ann_accuracy(results)
+    for panel in PANELS:
+        if panel.figure:
+            curves = {
+                label: [r["snn_accuracy"] for r in results.get(ablation, {}).values()]
+                for label, ablation in panel.rows
+            }
+            plot_mean_curves(curves, list(ann.values()), out_dir / f"{panel.key}.png", panel.title)
+    claims = claim_lines(results)
+    text = _readme(sweep, runs, results, missing, claims, ann, command)
+    atomic_write(out_dir / "README.md", lambda tmp: tmp.write_text(text))
+    return claims
+
+
+def _readme(sweep, runs, results, missing, claims, ann, command) -> str:
+    seeds = sorted({s for by_seed in results.values() for s in by_seed})
+    parts = [
+        "# The ablation study: the paper's Fig. 6 and Table 5 on Fashion-MNIST\n",
+        "Written by `python -m spikezip.study` from the sweep "
+        f"`{command}` ({len(runs)} runs, seeds {seeds}); generated "
+        f"{datetime.now().strftime('%Y-%m-%d')}, wall time of the sweep on the machine that "
+        f"ran it (start to last result): {_wall_time(sweep, runs)}.\n",
+        f"Setup: {_setup(runs)} The teacher of each seed is trained once and shared by every "
+        f"setting of that seed. Teacher (full-precision ANN) accuracy: {_cell(list(ann.values()))}"
+        "% over the seeds.\n",
+        "Every cell is mean ± standard deviation over the seeds, in % (T_eq in time-steps). "
+        f"'Small T' is the mean SNN accuracy over T = 1..{LOW_T}; 'after T_eq' is the accuracy "
+        "at the last T simulated. A claim's comparisons are paired by seed (the settings of a "
+        "seed share a teacher): a comparison holds when the mean difference is more than two "
+        "standard errors above zero, is reversed when it is that far below, and is within "
+        "noise otherwise; a claim is reproduced when all its comparisons hold, not reproduced "
+        "when one is reversed, and inconclusive otherwise.\n",
+    ]
+    if missing:
+        names = ", ".join(f"{r.path.name} ({r.status}: {r.error})" for r in missing)
+        parts.append(f"**Runs without results** (left out of every table): {names}.\n")
+    parts.append("## The paper's claims\n")
+    parts.append("| claim | verdict | the numbers that decide it |\n|---|---|---|")
+    for claim, outcome, numbers in claims:
+        parts.append(f"| {claim.text} | **{outcome}** | {numbers} |")
+    parts.append("")
+    for panel in PANELS:
+        parts.append(f"## {panel.title}\n")
+        if panel.figure:
+            parts.append(f"![{panel.title}]({panel.key}.png)\n")
+        parts.append(panel_table(panel, results))
+    parts.append("Per-run numbers: `study.csv`.\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="the study's sweep directory")
+    parser.add_argument("--out", type=Path, default=Path("docs/study"), help="default: %(default)s")
+    parser.add_argument(
+        "--command",
+        default="python train.py -m experiment=fashion_study sweep=study",
+        help="the command that ran the sweep, as the report should name it",
+    )
+    args = parser.parse_args(argv)
+    try:
+        claims = write_report(args.sweep, args.out, args.command)
+    except SpikeZIPError as err:
+        raise SystemExit(f"Error: {err}") from None
+    for claim, outcome, _ in claims:
+        print(f"{outcome:>15}  {claim.text}")
+    print(f"tables, figures and README.md in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
