@@ -58,7 +58,8 @@ fashion-mnist:  ## install Fashion-MNIST offline (Debian/Ubuntu package dataset-
 STUDY_DIR ?= multirun/study
 study: install fashion-mnist  ## the ablation study on Fashion-MNIST (about an hour, CPU): docs/study/
 	$(PY) train.py -m experiment=fashion_study sweep=study hydra.sweep.dir=$(STUDY_DIR); \
-	status=$$?; $(PY) -m spikezip.study $(STUDY_DIR) --out docs/study && exit $$status
+	status=$$?; $(PY) -m spikezip.study $(STUDY_DIR) --out docs/study \
+		--command "make study ($(PY) train.py -m experiment=fashion_study sweep=study)" && exit $$status
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis
