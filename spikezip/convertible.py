@@ -1,7 +1,8 @@
 """What converts exactly: the rules a QANN's graph must follow to become an SNN.
 
 Between two neuron layers only affine operations may sit (conv, linear, batch-norm with
-running statistics, average-pool, flatten, residual add, scaling by a constant).
+running statistics, average-pool, flatten, upsampling, concatenation, residual add,
+scaling by a constant).
 ``to_qann`` checks them right after morphing, before any training, and ``to_snn``
 applies them while converting: one set of rules, so a network ``to_qann`` accepts is one
 ``to_snn`` converts.
@@ -24,6 +25,8 @@ _LINEAR_KEEP = (
     nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
     nn.Flatten, nn.Unflatten, nn.Identity,
+    # Every interpolation mode (nearest, bilinear, ...) is a fixed linear map of its input.
+    nn.Upsample,
 )  # fmt: skip
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _MAX_POOL = (
@@ -38,7 +41,7 @@ _LINEAR_OPS = frozenset(
         "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "getitem", "mean",
         "sum", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
         "adaptive_avg_pool2d", "adaptive_avg_pool3d", "size", "dim", "getattr", "chunk",
-        "split", "expand", "repeat",
+        "split", "expand", "repeat", "unflatten", "interpolate",
     }
 )  # fmt: skip
 # Scaling by a Python number is linear; by another tensor it is not.
