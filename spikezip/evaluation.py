@@ -1,7 +1,8 @@
 """Evaluate an SNN on a dataset at every time-step and write its report: what
 ``evaluate.py`` does, and the last stage of ``train.py``.
 
-The report (``snn_eval.json``, ``acc_vs_timestep.csv/png``, ``t_eq_hist.png``,
+The report (``snn_eval.json``, ``acc_vs_timestep.csv/png`` (a detector's
+``map_vs_timestep.csv/png``), ``t_eq_hist.png``,
 ``energy.png``, optionally ``feature_maps.csv/png``) is built from sums that
 ``reduce_sum`` adds over processes, so every process may hold part of the data.
 """
@@ -9,7 +10,7 @@ The report (``snn_eval.json``, ``acc_vs_timestep.csv/png``, ``t_eq_hist.png``,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -21,24 +22,39 @@ from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig
 from spikezip.data import DatasetNotFoundError
 from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
 from spikezip.methods import method_of
-from spikezip.plots import plot_accuracy_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
+from spikezip.plots import plot_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
 from spikezip.snn import SpikingNetwork, measure_snn, to_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
-from spikezip.snn.measure import ReduceSum
+from spikezip.snn.measure import Curve, ReduceSum
 from spikezip.tasks import task_for
 
 log = logging.getLogger(__name__)
 
 
-def write_accuracy_curve(
-    accuracy: Sequence[float], out_dir: str | Path, qann_accuracy: float | None = None
-) -> None:
-    """``acc_vs_timestep.csv`` (columns ``timestep, accuracy``) and its PNG."""
+def write_curve(curve: Curve, out_dir: str | Path) -> None:
+    """``<stem>.csv`` (columns ``timestep`` and the score, e.g. ``accuracy``) and its PNG."""
     out_dir = Path(out_dir)
-    rows = [(t, f"{acc:.6f}") for t, acc in enumerate(accuracy, 1)]
-    write_csv(out_dir / "acc_vs_timestep.csv", ["timestep", "accuracy"], rows)
-    plot_accuracy_curve(accuracy, out_dir / "acc_vs_timestep.png", qann_accuracy)
+    rows = [(t, f"{v:.6f}") for t, v in zip(curve.timesteps, curve.values, strict=True)]
+    write_csv(out_dir / f"{curve.stem}.csv", ["timestep", curve.key], rows)
+    plot_curve(
+        curve.timesteps, curve.values, out_dir / f"{curve.stem}.png", curve.reference, curve.name
+    )
+
+
+def curve_of(summary: dict) -> Curve:
+    """The per-T curve of an ``snn_eval.json`` (a classifier's accuracy at every T, or a
+    detector's mAP@0.5 at the T it was measured at)."""
+    if "snn_map50" in summary:
+        return Curve(
+            "mAP@0.5", "map50", "map_vs_timestep", summary["map_timesteps"],
+            summary["snn_map50"], summary["qann_map50"],
+        )  # fmt: skip
+    accuracy = summary["snn_accuracy"]
+    steps = list(range(1, len(accuracy) + 1))
+    return Curve(
+        "accuracy", "accuracy", "acc_vs_timestep", steps, accuracy, summary["qann_accuracy"]
+    )
 
 
 def _write_feature_maps(distances: dict[str, list[float]], out_dir: Path) -> None:
@@ -75,10 +91,11 @@ def evaluate_snn(
     max_accuracy_drop: float | None = None,
 ) -> dict:
     """Measure ``snn`` on ``batches`` (all of them; see :func:`evaluation_batches`) at
-    every T, one simulation per batch: accuracy, the QANN's accuracy and agreement, T_eq,
-    energy and, with ``settings.feature_maps``, feature-map distances. With ``ann`` (the
-    QANN's full-precision teacher) also its accuracy on the same samples, and a warning
-    when the QANN is more than ``max_accuracy_drop`` below it. ``reduce_sum`` adds the
+    every T, one simulation per batch: the task's score (accuracy, or a detector's mAP)
+    and the QANN's, agreement with it, T_eq, energy and, with ``settings.feature_maps``,
+    feature-map distances. With ``ann`` (the QANN's full-precision teacher) also its score
+    on the same samples, and a warning when the QANN is more than ``max_accuracy_drop``
+    below it. ``reduce_sum`` adds the
     sums over processes (None: one process); only the process with ``write`` writes the
     report into ``out_dir``. Returns the ``snn_eval.json`` content.
     """
@@ -112,14 +129,9 @@ def evaluate_snn(
     summary = {
         "method": method.name.value,
         "exact": method.exact,
-        "ann_accuracy": totals.ann_accuracy,
-        "qann_accuracy": totals.qann_accuracy,
-        "snn_accuracy": totals.snn_accuracy,
+        **totals.report(),  # the task's scores: accuracy or mAP, per T, ANN and QANN
         "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
         "t_eq_max": totals.t_eq_max,
-        "agreement": totals.agreement,
-        "agreement_per_t": totals.agreement_per_t,  # how far from its ANN, at every T
-        "output_error_per_t": totals.output_error_per_t,
         "samples": totals.count,
         "settled": totals.settled,
         "t_eq_counts": {str(t): n for t, n in t_eq.items()},
@@ -130,26 +142,29 @@ def evaluate_snn(
     }
     if maps is not None:
         summary["feature_maps"] = maps.result()
-    summary["warnings"] = _warnings(summary, max_accuracy_drop)
+    summary["warnings"] = _warnings(summary, totals.quality(), max_accuracy_drop)
     for warning in summary["warnings"]:
         log.warning(warning)
     if write:
         if maps is not None:
             _write_feature_maps(summary["feature_maps"], out_dir)
-        write_accuracy_curve(totals.snn_accuracy, out_dir, totals.qann_accuracy)
+        write_curve(totals.curve(), out_dir)
         plot_t_eq_histogram(t_eq, totals.count - totals.settled, out_dir / "t_eq_hist.png")
         plot_energy(summary["energy"], out_dir / "energy.png")
         write_json(summary, out_dir / "snn_eval.json")
     return summary
 
 
-def _warnings(summary: dict, max_accuracy_drop: float | None) -> list[str]:
-    """What a reader of ``snn_eval.json`` must not miss."""
+def _warnings(
+    summary: dict, quality: tuple[str, float | None, float], max_accuracy_drop: float | None
+) -> list[str]:
+    """What a reader of ``snn_eval.json`` must not miss; ``quality``: the task's
+    ``(score name, ANN score, QANN score)``."""
     warnings = []
-    ann, qann = summary["ann_accuracy"], summary["qann_accuracy"]
+    name, ann, qann = quality
     if ann is not None and max_accuracy_drop is not None and qann < ann - max_accuracy_drop:
         warnings.append(
-            f"the QANN's accuracy {qann:.1%} is {ann - qann:.1%} below its teacher's {ann:.1%} "
+            f"the QANN's {name} {qann:.1%} is {ann - qann:.1%} below its teacher's {ann:.1%} "
             f"(more than pet.max_accuracy_drop={max_accuracy_drop:g}): the fine-tuning may "
             "have diverged (try a lower pet.optimizer.lr) or be too short (pet.epochs)"
         )

@@ -27,20 +27,24 @@ def _figure(draw, path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
-def plot_accuracy_curve(
-    accuracy: Sequence[float],
+def plot_curve(
+    timesteps: Sequence[int],
+    values: Sequence[float],
     path: str | Path,
-    qann_accuracy: float | None = None,
-    title: str = "SNN accuracy vs time-step",
+    reference: float | None = None,
+    name: str = "accuracy",
 ) -> Path:
-    """Accuracy (index ``T - 1``) against T, the QANN's accuracy as a dashed line."""
+    """A score (``values`` in [0, 1] at ``timesteps``) against T, the QANN's score
+    ``reference`` as a dashed line."""
 
     def draw(ax) -> None:
-        steps = range(1, len(accuracy) + 1)
-        ax.plot(steps, [100 * a for a in accuracy], marker="o", ms=3, label="SNN")
-        if qann_accuracy is not None:
-            ax.axhline(100 * qann_accuracy, color="gray", ls="--", label="QANN")
-        ax.set(xlabel="time-step T", ylabel="accuracy (%)", title=title, ylim=(0, 100))
+        ax.plot(timesteps, [100 * v for v in values], marker="o", ms=3, label="SNN")
+        if reference is not None:
+            ax.axhline(100 * reference, color="gray", ls="--", label="QANN")
+        if len(timesteps) > 1 and timesteps[-1] / timesteps[0] > 8 and len(timesteps) < 12:
+            ax.set_xscale("log", base=2)  # a few powers of two (detection's mAP)
+        title = f"SNN {name} vs time-step"
+        ax.set(xlabel="time-step T", ylabel=f"{name} (%)", title=title, ylim=(0, 100))
         ax.legend(loc="lower right")
 
     return _figure(draw, path)

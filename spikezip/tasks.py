@@ -16,9 +16,19 @@ from torch import Tensor
 if TYPE_CHECKING:  # torchmetrics imports matplotlib: only the training modules need it
     from torchmetrics import Metric
 
+    from spikezip.snn.measure import Measurement
+
 
 class Task(Protocol):
-    """The task-specific part of training and evaluating a network."""
+    """The task-specific part of training and evaluating a network.
+
+    ``score_name``: what :meth:`metric` measures, in log keys (``val/acc``, ``val/map50``).
+    ``score_on_training``: whether the training batches are scored too (a detector's mAP
+    over the training set costs more than it tells).
+    """
+
+    score_name: str
+    score_on_training: bool
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Supervised loss against the labels (the teacher; PET's ``hard`` terms)."""
@@ -32,14 +42,9 @@ class Task(Protocol):
         """A fresh metric of one network's quality, for training and validation logs."""
         ...
 
-    def correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """Score of ``outputs [..., B, *]`` summed over the batch: one count per leading
-        index (e.g. ``[T]`` for the outputs after each time-step). A sum, so it can be
-        added over batches and processes."""
-        ...
-
-    def agree(self, outputs: Tensor, reference: Tensor) -> Tensor:
-        """Number of samples whose prediction from ``outputs`` is the one from ``reference``."""
+    def measurement(self, timesteps: int, horizon: int) -> Measurement:
+        """An empty measurement of an SNN at ``T = 1..timesteps`` whose samples settle by
+        ``horizon`` (what :func:`spikezip.snn.measure_snn` fills)."""
         ...
 
 
@@ -51,6 +56,8 @@ class Classification:
     """
 
     num_classes: int | None = None
+    score_name = "acc"
+    score_on_training = True
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(outputs, targets)
@@ -77,12 +84,28 @@ class Classification:
         return outputs.argmax(-1)
 
     def correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Samples of ``outputs [..., B, C]`` predicted right, one count per leading index
+        (e.g. ``[T]`` for the outputs after each time-step). A sum, so it can be added over
+        batches and processes."""
         return (self.predict(outputs) == targets).sum(-1)
 
     def agree(self, outputs: Tensor, reference: Tensor) -> Tensor:
+        """Samples whose prediction from ``outputs`` is the one from ``reference``."""
         return (self.predict(outputs) == self.predict(reference)).sum(-1)
+
+    def measurement(self, timesteps: int, horizon: int) -> Measurement:
+        from spikezip.snn.measure import SNNMeasurement
+
+        return SNNMeasurement.zeros(timesteps, horizon, self)
 
 
 def task_for(arch: dict) -> Task:
-    """The task of a network built from ``arch`` (every model today is a classifier)."""
+    """The task of a network built from ``arch``: detection for the YOLO detectors
+    (:mod:`spikezip.detection`), classification for every other model."""
+    from spikezip.models import DETECTORS
+
+    if arch["name"] in DETECTORS:
+        from spikezip.detection.task import Detection
+
+        return Detection.of(arch)
     return Classification(arch["num_classes"])

@@ -291,3 +291,43 @@ def test_coco_reads_the_real_layout(tmp_path):
         coco(tmp_path)
     with pytest.raises(DatasetNotFoundError, match="annotations"):
         coco(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- SNN measurement ----
+
+
+def test_snn_detections_at_equilibrium_are_the_qanns():
+    from spikezip.detection.task import Detection
+    from spikezip.snn import measure_snn
+
+    torch.manual_seed(2)
+    train, _, info = mnist_detection(train_size=6, val_size=1, image_size=64)
+    x = torch.stack([train[i][0] for i in range(6)]).double()
+    targets = torch.stack([train[i][1] for i in range(6)])
+    arch = {"name": "yolov3_tiny", "num_classes": 10, "image_size": 64, "anchors": None}
+    qann = realistic_qann(yolov3_tiny(10, in_channels=1, width=0.125), 4, x)
+    with torch.no_grad():  # a confident object in every image, so there is something to find
+        qann.out16[-1].bias.view(3, 15)[:, 4] += 6.0
+    snn = to_snn(qann).double()
+    task = Detection.of(arch)
+    totals = measure_snn(
+        snn,
+        qann,
+        [(x[:4], targets[:4]), (x[4:], targets[4:])],
+        timesteps=8,
+        task=task,
+        progress=False,
+    )
+    report = totals.report()
+    assert totals.count == 6 and totals.settled == 6
+    assert report["identical"] == 1.0
+    assert report["map_timesteps"] == [1, 2, 4, 8]
+    assert (
+        report["snn_map50_eq"] == report["qann_map50"]
+        and report["snn_map_eq"] == report["qann_map"]
+    )
+    assert report["output_error_per_t"][-1] < report["output_error_per_t"][0]
+    found = DetectionMAP(task.grid).detections(qann(x))
+    assert sum(len(d.labels) for d in found) > 0  # the comparison was not of empty sets
+    metrics = totals.metrics()
+    assert metrics["snn/identical"] == 1.0 and "snn/map50_t008" in metrics

@@ -233,7 +233,7 @@ def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "WandbLogger", Recording)
     curves = []
     monkeypatch.setattr(
-        pipeline, "log_accuracy_curve", lambda logger, acc, key: curves.append((key, acc))
+        pipeline, "log_curve", lambda logger, curve, key: curves.append((key, curve.values))
     )
     cfg = _compose(overrides=["data=digits", "trainer=debug", "logger=wandb"])
     assert cfg.logger.wandb_mode == "offline"  # offline unless the user says online

@@ -132,7 +132,7 @@ def postprocess(
             keep = keep[flat[keep].topk(max_candidates).indices]
         rows, labels = keep // classes, keep % classes
         cand_boxes, cand_scores = boxes[b, rows], flat[keep]
-        kept = batched_nms(cand_boxes.float(), cand_scores.float(), labels, iou_threshold)
+        kept = batched_nms(cand_boxes, cand_scores, labels, iou_threshold)
         kept = kept[:max_detections]  # batched_nms sorts by score
         result.append(Detections(cand_boxes[kept], cand_scores[kept], labels[kept]))
     return result

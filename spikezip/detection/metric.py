@@ -1,8 +1,10 @@
-"""Mean average precision of a detector's raw outputs (torchmetrics, COCO's definition)."""
+"""Mean average precision of a detector's raw outputs (torchmetrics, COCO's definition,
+pycocotools backend)."""
 
 from __future__ import annotations
 
 from torch import Tensor
+from torchmetrics.detection import MeanAveragePrecision
 
 from spikezip.data.detection import unpad
 from spikezip.detection.grid import Detections, Grid, postprocess
@@ -14,21 +16,24 @@ def target_dicts(targets: Tensor) -> list[dict[str, Tensor]]:
     out = []
     for target in targets:
         labels, boxes, difficult = unpad(target)
-        out.append({"boxes": boxes, "labels": labels, "iscrowd": difficult.long()})
+        out.append({"boxes": boxes.float(), "labels": labels, "iscrowd": difficult.long()})
     return out
+
+
+def _float32(found: list[Detections]) -> list[dict[str, Tensor]]:
+    return [
+        {"boxes": d.boxes.float(), "scores": d.scores.float(), "labels": d.labels} for d in found
+    ]
 
 
 class DetectionMAP:
     """mAP@0.5 and mAP@[0.5:0.95] of raw detector outputs, accumulated over batches.
 
-    Wraps ``torchmetrics.detection.MeanAveragePrecision`` (pycocotools backend): its
-    states are the detections and targets themselves, gathered across processes by
-    torchmetrics when a process group is running.
+    Its states are the detections and targets themselves (torchmetrics gathers them across
+    processes when a process group is running), not sums.
     """
 
     def __init__(self, grid: Grid, **postprocess_args):
-        from torchmetrics.detection import MeanAveragePrecision
-
         self.grid = grid
         self.postprocess_args = postprocess_args
         self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
@@ -37,9 +42,10 @@ class DetectionMAP:
         return postprocess(self.grid, outputs, **self.postprocess_args)
 
     def update(self, outputs: Tensor, targets: Tensor) -> list[Detections]:
-        """Add a batch of raw ``outputs [B, N, 5 + C]``; returns its detections."""
-        found = self.detections(outputs.float())
-        self.metric.update([d.as_dict() for d in found], target_dicts(targets))
+        """Add a batch of raw ``outputs [B, N, 5 + C]``; returns its detections (in the
+        outputs' dtype; the metric keeps float32 copies)."""
+        found = self.detections(outputs)
+        self.metric.update(_float32(found), target_dicts(targets))
         return found
 
     def compute(self) -> dict[str, float]:
@@ -49,3 +55,20 @@ class DetectionMAP:
 
     def reset(self) -> None:
         self.metric.reset()
+
+
+class MAP50(MeanAveragePrecision):
+    """torchmetrics' MeanAveragePrecision fed raw detector outputs; its value is mAP@0.5
+    (what Lightning logs, e.g. as ``val/map50``)."""
+
+    def __init__(self, grid: Grid, **postprocess_args):
+        super().__init__(box_format="xyxy", iou_type="bbox")
+        self.grid = grid
+        self.postprocess_args = postprocess_args
+
+    def update(self, outputs: Tensor, targets: Tensor) -> None:  # type: ignore[override]
+        found = postprocess(self.grid, outputs.detach(), **self.postprocess_args)
+        super().update(_float32(found), target_dicts(targets))
+
+    def compute(self) -> Tensor:  # type: ignore[override]
+        return super().compute()["map_50"]

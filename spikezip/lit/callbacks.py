@@ -10,8 +10,9 @@ import lightning.pytorch as pl
 import torch
 
 from spikezip.config import SNNConfig
-from spikezip.evaluation import evaluation_batches, write_accuracy_curve
-from spikezip.snn import SNNMeasurement, measure_snn, to_snn
+from spikezip.evaluation import evaluation_batches, write_curve
+from spikezip.snn import measure_snn, to_snn
+from spikezip.snn.measure import Curve, Measurement
 from spikezip.tasks import task_for
 
 
@@ -21,9 +22,11 @@ class SNNConversionCallback(pl.Callback):
     it once on (the first ``settings.callback_batches`` batches of) the validation set,
     shared out between the trainer's processes,
     and log ``snn/acc_t001`` ... ``snn/acc_tNNN``, ``snn/t_eq_mean``, ``snn/t_eq_max``,
-    ``snn/agreement`` and ``snn/qann_acc``. Writes ``acc_vs_timestep.csv`` and ``.png`` in
-    ``out_dir`` (default: the trainer's log directory) and, with a W&B logger, a table and
-    a line plot. The sums are reduced over the trainer's processes.
+    ``snn/agreement`` and ``snn/qann_acc`` (a detector: ``snn/map50_t001``, ... and
+    ``snn/qann_map50``: :class:`spikezip.detection.task.DetectionMeasurement`). Writes
+    ``acc_vs_timestep.csv`` and ``.png`` (``map_vs_timestep``) in ``out_dir`` (default: the
+    trainer's log directory) and, with a W&B logger, a table and a line plot. The sums are
+    reduced over the trainer's processes.
 
     The module must provide ``export_qann()`` and ``hparams.arch`` (as
     :class:`spikezip.lit.PETModule` does); one with ``to_spiking(qann, encoding,
@@ -40,7 +43,7 @@ class SNNConversionCallback(pl.Callback):
         self.settings = settings or SNNConfig()
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.calibration = calibration
-        self.last: SNNMeasurement | None = None
+        self.last: Measurement | None = None
         self._measured_at: int | None = None
 
     def _directory(self, trainer: pl.Trainer) -> Path:
@@ -48,7 +51,7 @@ class SNNConversionCallback(pl.Callback):
             return self.out_dir
         return Path(trainer.log_dir or trainer.default_root_dir)
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> SNNMeasurement:
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Measurement:
         """Convert the module's major path and measure its SNN on the validation data."""
         if not hasattr(pl_module, "export_qann"):
             raise TypeError(f"{type(pl_module).__name__} has no export_qann(): nothing to convert")
@@ -85,17 +88,13 @@ class SNNConversionCallback(pl.Callback):
         totals.all_reduce(
             lambda t: trainer.strategy.reduce(t.to(pl_module.device), reduce_op="sum")
         )
+        curve = totals.curve()  # on every process: a detector's mAP is gathered here
         if trainer.is_global_zero:
-            write_accuracy_curve(
-                totals.snn_accuracy, self._directory(trainer), totals.qann_accuracy
-            )
-            self._log_wandb(trainer, totals)
+            write_curve(curve, self._directory(trainer))
+            for logger in trainer.loggers:
+                log_curve(logger, curve, f"snn/{curve.stem}")
         self.last, self._measured_at = totals, trainer.global_step
         return totals
-
-    def _log_wandb(self, trainer: pl.Trainer, totals: SNNMeasurement) -> None:
-        for logger in trainer.loggers:
-            log_accuracy_curve(logger, totals.snn_accuracy, "snn/acc_vs_timestep")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.settings.every_n_epochs:
@@ -112,15 +111,15 @@ class SNNConversionCallback(pl.Callback):
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
 
 
-def log_accuracy_curve(logger, accuracy: list[float], key: str) -> None:
-    """An accuracy-vs-T table and line plot for a W&B logger (other loggers: nothing)."""
+def log_curve(logger, curve: Curve, key: str) -> None:
+    """A score-vs-T table and line plot for a W&B logger (other loggers: nothing)."""
     from lightning.pytorch.loggers import WandbLogger
 
     if not isinstance(logger, WandbLogger):
         return
     import wandb
 
-    rows = [[t, acc] for t, acc in enumerate(accuracy, 1)]
-    table = wandb.Table(data=rows, columns=["timestep", "accuracy"])
-    plot = wandb.plot.line(table, "timestep", "accuracy", title="SNN accuracy vs T")
+    rows = [[t, v] for t, v in zip(curve.timesteps, curve.values, strict=True)]
+    table = wandb.Table(data=rows, columns=["timestep", curve.key])
+    plot = wandb.plot.line(table, "timestep", curve.key, title=f"SNN {curve.name} vs T")
     logger.experiment.log({key: plot, f"{key}_table": table})

@@ -49,8 +49,8 @@ from spikezip.config import (
 from spikezip.conversion import convert_and_prove
 from spikezip.data import EpochShuffle
 from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
-from spikezip.evaluation import evaluate_snn, evaluation_batches
-from spikezip.lit.callbacks import SNNConversionCallback, log_accuracy_curve
+from spikezip.evaluation import curve_of, evaluate_snn, evaluation_batches
+from spikezip.lit.callbacks import SNNConversionCallback, log_curve
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
@@ -379,8 +379,12 @@ def _stages(run: Run) -> dict:
         max_accuracy_drop=cfg.pet.max_accuracy_drop,
     )
     if run.wandb is not None:
-        run.wandb.log_metrics(
-            {"final/qann_acc": summary["qann_accuracy"], "final/agreement": summary["agreement"]}
-        )
-        log_accuracy_curve(run.wandb, summary["snn_accuracy"], "final/acc_vs_timestep")
+        curve = curve_of(summary)
+        score = "acc" if curve.key == "accuracy" else curve.key  # as snn/qann_acc is named
+        final = {f"final/qann_{score}": curve.reference}
+        for key in ("agreement", "identical"):  # how far from the QANN, at equilibrium
+            if key in summary:
+                final[f"final/{key}"] = summary[key]
+        run.wandb.log_metrics(final)
+        log_curve(run.wandb, curve, f"final/{curve.stem}")
     return summary

@@ -6,6 +6,7 @@ from spikezip.models.pretrained import load_torchvision_weights
 from spikezip.models.resnet import BasicBlock, ResNet, resnet18, resnet20, resnet34
 from spikezip.models.small import SmallCNN, small_cnn
 from spikezip.models.vgg import VGG, vgg16
+from spikezip.models.yolo import YOLOv3, YOLOv3Tiny, yolov3, yolov3_tiny
 
 # Builders by the names configs use (``model=vgg16``); each takes ``num_classes``.
 MODELS = {
@@ -14,7 +15,12 @@ MODELS = {
     "resnet20": resnet20,
     "resnet18": resnet18,
     "resnet34": resnet34,
+    "yolov3": yolov3,
+    "yolov3_tiny": yolov3_tiny,
 }
+
+# Detectors (task=detection): their builders also take ``anchors``; the others classify.
+DETECTORS = ("yolov3", "yolov3_tiny")
 
 
 # Models with residual connections to re-route (``rcr=True``).
@@ -31,11 +37,14 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 
 __all__ = [
+    "DETECTORS",
     "MODELS",
     "PRETRAINED",
     "RESNETS",
     "build_model",
     "VGG",
+    "YOLOv3",
+    "YOLOv3Tiny",
     "BasicBlock",
     "ResNet",
     "SmallCNN",
@@ -45,4 +54,6 @@ __all__ = [
     "resnet34",
     "small_cnn",
     "vgg16",
+    "yolov3",
+    "yolov3_tiny",
 ]

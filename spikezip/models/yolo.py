@@ -145,7 +145,7 @@ class YOLOv3(YOLO):
     ):
         super().__init__()
         self.num_classes = num_classes
-        self.heads = _grouped(anchors, (8, 16, 32))
+        self.heads = heads_of("yolov3", anchors)
         self.backbone = Darknet53(in_channels, width)
         c8, c16, c32 = self.backbone.channels
         m = [scaled(n, width) for n in (512, 256, 128)]
@@ -185,7 +185,7 @@ class YOLOv3Tiny(YOLO):
     ):
         super().__init__()
         self.num_classes = num_classes
-        self.heads = _grouped(anchors, (16, 32))
+        self.heads = heads_of("yolov3_tiny", anchors)
         c = [scaled(n, width) for n in (16, 32, 64, 128, 256, 512, 1024)]
         layers: list[nn.Module] = []
         cin = in_channels
@@ -218,3 +218,13 @@ def yolov3(num_classes: int = 80, anchors=None, in_channels: int = 3, width: flo
 
 def yolov3_tiny(num_classes: int = 80, anchors=None, in_channels: int = 3, width: float = 1.0):
     return YOLOv3Tiny(num_classes, anchors or ANCHORS["yolov3_tiny"], in_channels, width)
+
+
+# Strides of each detector's heads, finest first (the order anchors are listed in).
+STRIDES = {"yolov3": (8, 16, 32), "yolov3_tiny": (16, 32)}
+
+
+def heads_of(name: str, anchors: Sequence[Sequence[float]] | None = None) -> tuple[Head, ...]:
+    """The heads of detector ``name`` with ``anchors`` (its default ones if None), in the
+    order of its output rows; what decoding needs, without building the network."""
+    return _grouped(anchors or ANCHORS[name], STRIDES[name])

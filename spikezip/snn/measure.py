@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import torch
 from rich.progress import Progress
 from torch import Tensor, nn
 
-from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
+from spikezip.snn.network import MAX_TIMESTEPS, Simulation, SpikingNetwork
 from spikezip.snn.reference import run_with_activations
 from spikezip.tasks import Classification, Task
 
@@ -79,9 +79,98 @@ class LayerSums:
         return {name: v.cpu() / samples for name, v in self.totals.items()}
 
 
+@dataclass(frozen=True)
+class Curve:
+    """What the per-T figure of a measurement shows: ``values`` (a score in [0, 1]) at
+    ``timesteps``, the QANN's score as ``reference``; ``name`` labels the axis, ``key``
+    the CSV column and ``stem`` the files (``<stem>.csv``, ``<stem>.png``)."""
+
+    name: str
+    key: str
+    stem: str
+    timesteps: list[int]
+    values: list[float]
+    reference: float | None
+
+
+class Equilibrium:
+    """The ``T_eq`` statistics every measurement shares, from its ``samples`` and
+    ``t_eq_counts`` sums (``t_eq_counts[i]``: samples that settled at ``T_eq = i``)."""
+
+    samples: Tensor
+    t_eq_counts: Tensor
+
+    def _add_equilibrium(self, sim: Simulation) -> None:
+        self.samples += len(sim.t_eq)
+        settled = sim.t_eq[sim.t_eq >= 0].cpu()
+        self.t_eq_counts += torch.bincount(settled, minlength=len(self.t_eq_counts)).double()
+
+    @property
+    def count(self) -> int:
+        return int(self.samples)
+
+    @property
+    def settled(self) -> int:
+        """Samples that reached equilibrium."""
+        return int(self.t_eq_counts.sum())
+
+    @property
+    def t_eq_mean(self) -> float:
+        """Mean ``T_eq`` over the samples that reached equilibrium (NaN if none did)."""
+        if not self.settled:
+            return math.nan
+        steps = torch.arange(len(self.t_eq_counts), dtype=torch.float64)
+        return float((steps * self.t_eq_counts).sum()) / self.settled
+
+    @property
+    def t_eq_max(self) -> int:
+        """Largest ``T_eq`` (``-1`` if some sample never reached equilibrium)."""
+        if self.settled < self.count or not self.settled:
+            return -1
+        return int(self.t_eq_counts.nonzero().max())
+
+
+class Measurement(Protocol):
+    """What :func:`measure_snn` accumulates for one task (:meth:`Task.measurement`)."""
+
+    def add(
+        self,
+        sim: Simulation,
+        estimate: Tensor,
+        reference: Tensor,
+        targets: Tensor,
+        ann_outputs: Tensor | None,
+    ) -> None:
+        """One batch: the simulation, its per-T estimate of the output ``[T, B, ...]``, the
+        QANN's output, the labels and (if measured) the full-precision ANN's output."""
+        ...
+
+    def all_reduce(self, reduce_sum: ReduceSum) -> Measurement: ...
+
+    def metrics(self, prefix: str = "snn/") -> dict[str, float]: ...
+
+    def report(self) -> dict:
+        """The task's part of ``snn_eval.json``."""
+        ...
+
+    def curve(self) -> Curve: ...
+
+    def quality(self) -> tuple[str, float | None, float]:
+        """``(name, ANN score or None, QANN score)``: what a drop from teacher is read on."""
+        ...
+
+
+def output_error(estimate: Tensor, reference: Tensor) -> Tensor:
+    """``[T]`` per sample ``|estimate - reference|_1 / |reference|_1``, summed over the batch."""
+    error = (estimate - reference).abs().flatten(2).sum(-1)
+    scale = reference.abs().flatten(1).sum(-1).clamp_min(torch.finfo(reference.dtype).tiny)
+    return (error / scale).sum(-1).double().cpu()
+
+
 @dataclass
-class SNNMeasurement:
-    """Sums over the samples measured (float64 counts; see :meth:`all_reduce`).
+class SNNMeasurement(Equilibrium):
+    """A classifier's measurement: sums over the samples measured (float64 counts; see
+    :meth:`all_reduce`).
 
     Attributes:
         correct: ``[timesteps]`` samples the SNN got right at ``T = 1..timesteps``.
@@ -96,6 +185,7 @@ class SNNMeasurement:
         output_error: ``[timesteps]`` per sample, ``|estimate - QANN output|_1 /
             |QANN output|_1`` after T steps, summed (the estimate is the accumulated output,
             or its rate for a constant input: :meth:`Release.estimate`).
+        task: how outputs are scored (not a sum: left out of :meth:`all_reduce`).
     """
 
     correct: Tensor
@@ -107,27 +197,39 @@ class SNNMeasurement:
     ann_samples: Tensor
     agree_per_t: Tensor
     output_error: Tensor
+    task: Classification = field(default_factory=Classification, repr=False)
 
     @classmethod
-    def zeros(cls, timesteps: int, horizon: int) -> SNNMeasurement:
+    def zeros(
+        cls, timesteps: int, horizon: int, task: Classification | None = None
+    ) -> SNNMeasurement:
         def z(*shape):
             return torch.zeros(shape, dtype=torch.float64)
 
         return cls(
-            z(timesteps), z(), z(), z(), z(horizon + 1), z(), z(), z(timesteps), z(timesteps)
-        )
+            z(timesteps), z(), z(), z(), z(horizon + 1), z(), z(), z(timesteps), z(timesteps),
+            task or Classification(),
+        )  # fmt: skip
+
+    def add(self, sim, estimate, reference, targets, ann_outputs) -> None:
+        task = self.task
+        self.correct += task.correct(sim.outputs, targets).double().cpu()
+        self.agree_per_t += task.agree(estimate, reference).double().cpu()
+        self.output_error += output_error(estimate, reference)
+        self.reference_correct += float(task.correct(reference, targets))
+        self.agree += float(task.agree(sim.final, reference))
+        self._add_equilibrium(sim)
+        if ann_outputs is not None:
+            self.ann_correct += float(task.correct(ann_outputs, targets))
+            self.ann_samples += len(targets)
 
     def all_reduce(self, reduce_sum: ReduceSum) -> SNNMeasurement:
         """Sum every count over processes (``reduce_sum`` adds one tensor), in place."""
-        names = [f.name for f in fields(self)]
+        names = [f.name for f in fields(self) if f.name != "task"]
         totals = sum_across([getattr(self, n) for n in names], reduce_sum)
         for name, total in zip(names, totals, strict=True):
             setattr(self, name, total)
         return self
-
-    @property
-    def count(self) -> int:
-        return int(self.samples)
 
     @property
     def snn_accuracy(self) -> list[float]:
@@ -157,26 +259,6 @@ class SNNMeasurement:
         """Mean relative L1 distance to the QANN's output after ``T = 1..timesteps`` steps."""
         return (self.output_error / max(self.count, 1)).tolist()
 
-    @property
-    def settled(self) -> int:
-        """Samples that reached equilibrium."""
-        return int(self.t_eq_counts.sum())
-
-    @property
-    def t_eq_mean(self) -> float:
-        """Mean ``T_eq`` over the samples that reached equilibrium (NaN if none did)."""
-        if not self.settled:
-            return math.nan
-        steps = torch.arange(len(self.t_eq_counts), dtype=torch.float64)
-        return float((steps * self.t_eq_counts).sum()) / self.settled
-
-    @property
-    def t_eq_max(self) -> int:
-        """Largest ``T_eq`` (``-1`` if some sample never reached equilibrium)."""
-        if self.settled < self.count or not self.settled:
-            return -1
-        return int(self.t_eq_counts.nonzero().max())
-
     def metrics(self, prefix: str = "snn/") -> dict[str, float]:
         """Flat scalars for loggers: ``acc_t001`` ... per T, T_eq mean / max, agreement."""
         out = {f"{prefix}acc_t{t:03d}": acc for t, acc in enumerate(self.snn_accuracy, 1)}
@@ -185,6 +267,25 @@ class SNNMeasurement:
         out[f"{prefix}agreement"] = self.agreement
         out[f"{prefix}qann_acc"] = self.qann_accuracy
         return out
+
+    def report(self) -> dict:
+        return {
+            "ann_accuracy": self.ann_accuracy,
+            "qann_accuracy": self.qann_accuracy,
+            "snn_accuracy": self.snn_accuracy,
+            "agreement": self.agreement,
+            "agreement_per_t": self.agreement_per_t,  # how far from its ANN, at every T
+            "output_error_per_t": self.output_error_per_t,
+        }
+
+    def curve(self) -> Curve:
+        steps = list(range(1, len(self.correct) + 1))
+        return Curve(
+            "accuracy", "accuracy", "acc_vs_timestep", steps, self.snn_accuracy, self.qann_accuracy
+        )
+
+    def quality(self) -> tuple[str, float | None, float]:
+        return "accuracy", self.ann_accuracy, self.qann_accuracy
 
 
 @torch.no_grad()
@@ -201,8 +302,8 @@ def measure_snn(
     meters: Sequence[Meter] = (),
     task: Task | None = None,
     ann: nn.Module | None = None,
-) -> SNNMeasurement:
-    """Accuracy at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
+) -> Measurement:
+    """The task's score at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
 
     Each batch is simulated once for ``max(timesteps, max_timesteps)`` steps (steps after
     every sample settled cost nothing), or for ``timesteps`` when the input keeps coming
@@ -215,7 +316,7 @@ def measure_snn(
     settles = snn.release_steps is not None
     horizon = max(timesteps, max_timesteps) if settles else timesteps
     dtype = snn.dtype
-    totals = SNNMeasurement.zeros(timesteps, horizon)
+    totals = task.measurement(timesteps, horizon)
     names = list(snn.neurons) if any(m.needs_activations for m in meters) else []
     if ann is not None:
         ann.eval()
@@ -236,19 +337,7 @@ def measure_snn(
             for meter in meters:
                 meter.begin_batch(x, activations)
             sim = snn.run(x, horizon, on_step=on_step if meters else None, keep=timesteps)
-            totals.correct += task.correct(sim.outputs, y).double().cpu()
-            estimate = snn.release.estimates(sim.outputs)
-            totals.agree_per_t += task.agree(estimate, reference).double().cpu()
-            error = (estimate - reference).abs().flatten(2).sum(-1)
-            scale = reference.abs().flatten(1).sum(-1).clamp_min(torch.finfo(x.dtype).tiny)
-            totals.output_error += (error / scale).sum(-1).double().cpu()
-            totals.reference_correct += float(task.correct(reference, y))
-            totals.agree += float(task.agree(sim.final, reference))
-            totals.samples += len(y)
-            settled = sim.t_eq[sim.t_eq >= 0].cpu()
-            totals.t_eq_counts += torch.bincount(settled, minlength=horizon + 1).double()
-            if ann is not None:
-                totals.ann_correct += float(task.correct(ann(x), y))
-                totals.ann_samples += len(y)
+            ann_outputs = ann(x) if ann is not None else None
+            totals.add(sim, snn.release.estimates(sim.outputs), reference, y, ann_outputs)
             bar.advance(task_id)
     return totals

@@ -1,0 +1,1 @@
+"""Object detection: YOLO output decoding, loss, mAP, and the detection task."""
