@@ -17,9 +17,11 @@ setup()
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     from spikezip.lit.pipeline import train
+    from spikezip.snn.measure import Curve
 
     summary = report_errors(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
-    return summary["qann_accuracy"] if summary else None  # None: a sweep's failed job
+    # The QANN's score (accuracy, or a detector's mAP@0.5); None: a sweep's failed job.
+    return Curve.of_report(summary).reference if summary else None
 
 
 if __name__ == "__main__":

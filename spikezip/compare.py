@@ -21,6 +21,7 @@ from pathlib import Path
 
 from spikezip.artifacts import atomic_write, write_csv
 from spikezip.errors import SpikeZIPError
+from spikezip.snn.measure import Curve
 
 log = logging.getLogger(__name__)
 FAILED = "failed.json"  # what a job that failed leaves in its directory
@@ -130,18 +131,27 @@ def summarize(
     """
     runs = [load_run(p) for p in find_runs(paths)]
     names = labels(runs)
-    longest = max((len(r.report["snn_accuracy"]) for r in runs if r.report), default=1)
+    curves = {id(r): Curve.of_report(r.report) for r in runs if r.report}
+    kinds = {c.key for c in curves.values()}
+    if len(kinds) > 1:
+        raise SpikeZIPError(
+            "these runs measure different things (classification accuracy and detection "
+            "mAP); compare the runs of one task at a time"
+        )
+    key = kinds.pop() if kinds else "accuracy"  # the score's name in the columns
+    longest = max((c.timesteps[-1] for c in curves.values()), default=1)
     steps = _steps(longest)
     rows = []
     for name, run in zip(names, runs, strict=True):
         row: dict = {"run": name, "status": run.status, "directory": str(run.path)}
         report = run.report or {}
         row["method"] = report.get("method", "")
-        row["ann_accuracy"] = report.get("ann_accuracy")
-        row["qann_accuracy"] = report.get("qann_accuracy")
-        accuracy = report.get("snn_accuracy", [])
+        row[f"ann_{key}"] = report.get(f"ann_{key}")
+        row[f"qann_{key}"] = report.get(f"qann_{key}")
+        curve = curves.get(id(run))
+        score = dict(zip(curve.timesteps, curve.values, strict=True)) if curve else {}
         for t in steps:
-            row[f"snn_T{t}"] = accuracy[t - 1] if t <= len(accuracy) else None
+            row[f"snn_T{t}"] = score.get(t)
         row["t_eq_mean"] = report.get("t_eq_mean")
         row["t_eq_max"] = report.get("t_eq_max")
         energy = report.get("energy", {}).get("snn_joules", [])
@@ -154,14 +164,19 @@ def summarize(
     out_dir = Path(out_dir)
     header = list(rows[0]) if rows else []
     write_csv(out_dir / "summary.csv", header, [[_cell(r[k]) for k in header] for r in rows])
-    markdown = _markdown(rows, steps)
+    markdown = _markdown(rows, steps, key)
     atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(markdown))
     from spikezip.plots import plot_accuracy_vs_energy, plot_runs_accuracy
 
-    finished = [(n, r.report) for n, r in zip(names, runs, strict=True) if r.report]
+    finished = [(n, r) for n, r in zip(names, runs, strict=True) if r.report]
     if finished:
-        plot_runs_accuracy(finished, out_dir / "acc_vs_timestep.png")
-        plot_accuracy_vs_energy(finished, out_dir / "acc_vs_energy.png")
+        scores = [(n, curves[id(r)], r.report.get(f"ann_{key}")) for n, r in finished]
+        plot_runs_accuracy(scores, out_dir / "acc_vs_timestep.png")
+        energy = [r.report["energy"] for _, r in finished]
+        plot_accuracy_vs_energy(
+            [(*s, e["snn_joules"], e["ann_joules"]) for s, e in zip(scores, energy, strict=True)],
+            out_dir / "acc_vs_energy.png",
+        )
     return rows
 
 
@@ -175,8 +190,10 @@ def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
-def _markdown(rows: list[dict], steps: list[int]) -> str:
-    head = ["run", "method", "ANN %", "QANN %", *[f"T={t}" for t in steps], "T_eq mean/max"]
+def _markdown(rows: list[dict], steps: list[int], key: str = "accuracy") -> str:
+    score = "" if key == "accuracy" else f" {key}"  # a detector's: "ANN map50 %"
+    head = ["run", "method", f"ANN{score} %", f"QANN{score} %", *[f"T={t}" for t in steps]]
+    head += ["T_eq mean/max"]
     head += ["energy (µJ, T)", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -185,7 +202,7 @@ def _markdown(rows: list[dict], steps: list[int]) -> str:
             t_eq = "never settles"
         energy = "" if r["snn_uJ"] is None else f"{r['snn_uJ']:.3g} (T={r['energy_T']})"
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
-        cells = [r["run"], r["method"], _pct(r["ann_accuracy"]), _pct(r["qann_accuracy"])]
+        cells = [r["run"], r["method"], _pct(r[f"ann_{key}"]), _pct(r[f"qann_{key}"])]
         cells += [_pct(r[f"snn_T{t}"]) for t in steps] + [t_eq, energy, status]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -23,9 +23,9 @@ import torch
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from spikezip.artifacts import atomic_write
-from spikezip.data.datasets import DATASETS, DatasetInfo, build_datasets
+from spikezip.data.datasets import DATASETS, DETECTION_DATASETS, DatasetInfo, build_datasets
 from spikezip.methods import MethodConfig
-from spikezip.models import MODELS, PRETRAINED, RESNETS
+from spikezip.models import DETECTORS, MODELS, PRETRAINED, RESNETS
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
 from spikezip.settings import Choice, SettingError, choice, positive
@@ -36,6 +36,11 @@ from spikezip.snn.network import MAX_TIMESTEPS
 # Closed sets taken from the registries, so a new dataset or model is one entry there.
 DatasetName = Choice("DatasetName", {name: name for name in DATASETS})
 ModelName = Choice("ModelName", {name: name for name in MODELS})
+
+
+class TaskName(Choice):
+    classification = "classification"  # class scores, accuracy
+    detection = "detection"  # YOLO boxes, mAP (data: mnist_detection, voc, coco)
 
 
 class VGGVariant(Choice):
@@ -97,20 +102,36 @@ class DataConfig:
     seed: int = 0  # mnist5k / digits: the split; every dataset: the subsets below
     train_size: int | None = None  # a seeded random subset of the training split
     val_size: int | None = None  # ... and of the validation (test) split
+    # Detection sets only (None: the set's default): the side images are resized to, and
+    # the most objects one image may hold.
+    image_size: int | None = None
+    max_objects: int | None = None
 
     def __post_init__(self):
         self.name = choice("name", self.name, DatasetName)
         positive("batch_size", self.batch_size)
         positive("eval_batch_size", self.eval_batch_size)
         positive("num_workers", self.num_workers, zero=True)
-        for key in ("train_size", "val_size"):
+        for key in ("train_size", "val_size", "image_size", "max_objects"):
             if getattr(self, key) is not None:
                 positive(key, getattr(self, key))
+        for key in ("image_size", "max_objects"):
+            if getattr(self, key) is not None and self.name.value not in DETECTION_DATASETS:
+                raise SettingError(
+                    f"{key} applies to the detection datasets {list(DETECTION_DATASETS)}, "
+                    f"not to name={self.name.value}"
+                )
+
+    @property
+    def task(self) -> str:
+        return "detection" if self.name.value in DETECTION_DATASETS else "classification"
 
     def source(self) -> dict:
         """Which samples these are (``build_datasets`` keywords), kept with a QANN so that
         ``convert.py`` finds the same ones."""
         keys = ("root", "seed", "train_size", "val_size")
+        if self.task == "detection":
+            keys += ("image_size", "max_objects")
         return {"name": self.name.value, **{key: getattr(self, key) for key in keys}}
 
     def build(self, augment: bool | None = None) -> tuple:
@@ -139,11 +160,18 @@ class ModelConfig:
             )
 
     def arch(self, info: DatasetInfo) -> dict:
-        """Keyword arguments of :func:`spikezip.models.build_model` for these inputs."""
+        """Keyword arguments of :func:`spikezip.models.build_model` for these inputs (a
+        detector's also hold its input size, which its output layout depends on)."""
         arch: dict = {"name": self.name.value, "num_classes": info.num_classes}
         arch["in_channels"] = info.in_channels
         arch["width"] = float(self.width)
-        if self.name.value == "small":
+        if self.name.value in DETECTORS:
+            from spikezip.models.yolo import anchors_for
+
+            anchors = anchors_for(self.name.value, info.name)
+            arch["anchors"] = [list(a) for a in anchors]  # plain lists: JSON and checkpoints
+            arch["image_size"] = info.image_size
+        elif self.name.value == "small":
             arch["image_size"] = info.image_size
         elif self.name.value == "vgg16":
             variant = self.variant or ("cifar" if info.image_size <= 64 else "imagenet")
@@ -254,10 +282,23 @@ class TrainConfig:
     snn: SNNConfig = field(default_factory=SNNConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    task: TaskName = TaskName.classification
     seed: int = 0
     name: str = "spikezip"
 
     def __post_init__(self):
+        self.task = choice("task", self.task, TaskName)
+        detector = self.model.name.value in DETECTORS
+        if (self.data.task, detector) != (self.task.value, self.task is TaskName.detection):
+            wanted = (
+                f"a detection dataset {list(DETECTION_DATASETS)} and a detector {list(DETECTORS)}"
+                if self.task is TaskName.detection
+                else "a classification dataset and a classifier (task=detection for YOLO)"
+            )
+            raise SettingError(
+                f"task={self.task.value} needs {wanted}, got data={self.data.name.value} "
+                f"model={self.model.name.value}"
+            )
         pretrained = self.teacher.source is TeacherSource.pretrained
         if pretrained and (self.model.name not in PRETRAINED or self.data.name != "imagenet"):
             raise SettingError(

@@ -42,21 +42,6 @@ def write_curve(curve: Curve, out_dir: str | Path) -> None:
     )
 
 
-def curve_of(summary: dict) -> Curve:
-    """The per-T curve of an ``snn_eval.json`` (a classifier's accuracy at every T, or a
-    detector's mAP@0.5 at the T it was measured at)."""
-    if "snn_map50" in summary:
-        return Curve(
-            "mAP@0.5", "map50", "map_vs_timestep", summary["map_timesteps"],
-            summary["snn_map50"], summary["qann_map50"],
-        )  # fmt: skip
-    accuracy = summary["snn_accuracy"]
-    steps = list(range(1, len(accuracy) + 1))
-    return Curve(
-        "accuracy", "accuracy", "acc_vs_timestep", steps, accuracy, summary["qann_accuracy"]
-    )
-
-
 def _write_feature_maps(distances: dict[str, list[float]], out_dir: Path) -> None:
     names = list(distances)
     steps = len(next(iter(distances.values()), []))

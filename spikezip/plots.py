@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spikezip.artifacts import atomic_write
+
+if TYPE_CHECKING:
+    from spikezip.snn.measure import Curve
 
 
 def _figure(draw, path: str | Path) -> Path:
@@ -91,45 +95,47 @@ def plot_feature_maps(distances: Mapping[str, Sequence[float]], path: str | Path
     return _figure(draw, path)
 
 
-def plot_runs_accuracy(runs: Sequence[tuple[str, dict]], path: str | Path) -> Path:
-    """Every run's SNN accuracy against T (log scale) and its ANN's accuracy (dashed, in the
-    run's colour); ``runs`` are ``(label, snn_eval.json content)``."""
+def plot_runs_accuracy(runs: Sequence[tuple[str, Curve, float | None]], path: str | Path) -> Path:
+    """Every run's SNN score (accuracy, or a detector's mAP) against T (log scale) and its
+    ANN's score (dashed, in the run's colour); ``runs`` are ``(label, curve, ANN score)``."""
+    name = runs[0][1].name
 
     def draw(ax):
-        for i, (name, report) in enumerate(runs):
+        for i, (label, curve, ann) in enumerate(runs):
             colour = f"C{i % 10}"
-            accuracy = report["snn_accuracy"]
-            steps = range(1, len(accuracy) + 1)
-            ax.plot(steps, [100 * a for a in accuracy], color=colour, marker="o", ms=2,
-                    label=name)  # fmt: skip
-            if report.get("ann_accuracy") is not None:
-                ax.axhline(100 * report["ann_accuracy"], color=colour, ls="--", lw=0.8)
-        longest = max(len(report["snn_accuracy"]) for _, report in runs)
+            ax.plot(curve.timesteps, [100 * v for v in curve.values], color=colour,
+                    marker="o", ms=2, label=label)  # fmt: skip
+            if ann is not None:
+                ax.axhline(100 * ann, color=colour, ls="--", lw=0.8)
+        longest = max(curve.timesteps[-1] for _, curve, _ in runs)
         ax.set_xscale("log", base=2)
         ticks = [t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if t <= longest]
         ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.set(xlabel="time-step T", ylabel="accuracy (%)", title="SNN accuracy vs T (ANN dashed)")
+        ax.set(xlabel="time-step T", ylabel=f"{name} (%)", title=f"SNN {name} vs T (ANN dashed)")
         ax.legend(fontsize=7, loc="lower right")
 
     return _figure(draw, path)
 
 
-def plot_accuracy_vs_energy(runs: Sequence[tuple[str, dict]], path: str | Path) -> Path:
-    """Every run's accuracy against its energy per inference at each T (log scale), its
-    ANN as one marker."""
+def plot_accuracy_vs_energy(
+    runs: Sequence[tuple[str, Curve, float | None, Sequence[float], float]], path: str | Path
+) -> Path:
+    """Every run's score against its energy per inference at each T measured (log scale),
+    its ANN as one marker; ``runs`` are ``(label, curve, ANN score, SNN joules at T = 1,
+    2, ..., ANN joules)``."""
+    name = runs[0][1].name
 
     def draw(ax):
-        for i, (name, report) in enumerate(runs):
+        for i, (label, curve, ann, snn_joules, ann_joules) in enumerate(runs):
             colour = f"C{i % 10}"
-            energy = [1e6 * j for j in report["energy"]["snn_joules"]]
-            accuracy = [100 * a for a in report["snn_accuracy"]]
-            ax.plot(energy, accuracy, color=colour, marker="o", ms=2, label=name)
-            if report.get("ann_accuracy") is not None:
-                ann = 1e6 * report["energy"]["ann_joules"]
-                ax.plot([ann], [100 * report["ann_accuracy"]], color=colour, marker="*", ms=9)
+            energy = [1e6 * snn_joules[t - 1] for t in curve.timesteps]
+            ax.plot(energy, [100 * v for v in curve.values], color=colour, marker="o", ms=2,
+                    label=label)  # fmt: skip
+            if ann is not None:
+                ax.plot([1e6 * ann_joules], [100 * ann], color=colour, marker="*", ms=9)
         ax.set_xscale("log")
-        ax.set(xlabel="energy per inference (µJ)", ylabel="accuracy (%)",
-               title="Accuracy vs energy (stars: the ANNs)")  # fmt: skip
+        ax.set(xlabel="energy per inference (µJ)", ylabel=f"{name} (%)",
+               title=f"{name[0].upper()}{name[1:]} vs energy (stars: the ANNs)")  # fmt: skip
         ax.legend(fontsize=7, loc="lower right")
 
     return _figure(draw, path)

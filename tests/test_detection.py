@@ -13,7 +13,7 @@ from spikezip.data.detection import coco, mnist_detection, pad_targets, unpad, v
 from spikezip.detection.grid import Grid, postprocess
 from spikezip.detection.loss import assign, yolo_distillation, yolo_loss
 from spikezip.detection.metric import DetectionMAP
-from spikezip.models.yolo import ANCHORS, Head, yolov3, yolov3_tiny
+from spikezip.models.yolo import Head, anchors_for, yolov3, yolov3_tiny
 from spikezip.snn import check_equivalence, to_snn
 
 # ---------------------------------------------------------------- models ----
@@ -40,7 +40,8 @@ def test_output_rows_follow_the_grid(build, size, rows):
 def test_tiny_yolo_converts_exactly_in_float64():
     torch.manual_seed(0)
     x = torch.randn(3, 1, 64, 64, dtype=torch.float64)
-    qann = realistic_qann(yolov3_tiny(5, ANCHORS["mnist_detection"], 1, width=0.125), 4, x)
+    anchors = anchors_for("yolov3_tiny", "mnist_detection")
+    qann = realistic_qann(yolov3_tiny(5, anchors, 1, width=0.125), 4, x)
     snn = to_snn(qann).double()
     report = check_equivalence(qann, snn, x)
     assert report.equivalent and report.reached_equilibrium, report

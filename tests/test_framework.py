@@ -34,12 +34,15 @@ def _options(group):
     "override",
     [
         f"{g}={o}"
-        for g in ("data", "model", "teacher", "variant", "trainer", "logger", "experiment")
+        for g in ("task", "data", "model", "teacher", "variant", "trainer", "logger", "experiment")
         for o in _options(g)
     ],
 )
 def test_every_config_option_composes_and_validates(override):
+    detection = ["data=mnist_detection", "data=voc", "data=coco", "model=yolov3"]
     extra = {
+        **{o: ["task=detection", o] for o in detection},  # a detector on detection data
+        "model=yolov3_tiny": ["task=detection"],
         "teacher=checkpoint": ["teacher.checkpoint=x.ckpt"],
         "teacher=pretrained": ["data=imagenet", "model=resnet18"],  # ImageNet weights
         "variant=r": ["model=resnet20"],  # re-routing needs a ResNet
@@ -47,6 +50,20 @@ def test_every_config_option_composes_and_validates(override):
     }.get(override, [])
     cfg = _compose(overrides=[override, *extra])
     validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["data=mnist_detection"], "task=classification needs a classification dataset"),
+        (["task=detection", "model=small"], "task=detection needs a detection dataset"),
+        (["task=detection", "data=mnist5k"], "got data=mnist5k model=yolov3_tiny"),
+        (["data.image_size=64"], "image_size applies to the detection datasets"),
+    ],
+)
+def test_a_task_needs_its_kind_of_data_and_model(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(_compose(overrides=overrides))
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,10 @@ from spikezip.errors import SpikeZIPError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "imagenet")
+CLASSIFICATION_DATASETS = ("mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "imagenet")
+# Object detection (spikezip.data.detection): images with boxes.
+DETECTION_DATASETS = ("mnist_detection", "voc", "coco")
+DATASETS = CLASSIFICATION_DATASETS + DETECTION_DATASETS
 
 # Where Debian/Ubuntu's dataset-fashion-mnist package puts the four original .gz files.
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -46,6 +49,7 @@ class DatasetInfo:
     num_classes: int
     in_channels: int
     image_size: int
+    task = "classification"
 
 
 INFO = {
@@ -196,9 +200,13 @@ def build_datasets(
     *,
     train_size: int | None = None,
     val_size: int | None = None,
+    image_size: int | None = None,
+    max_objects: int | None = None,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """``(train, val, info)`` for dataset ``name`` (one of :data:`DATASETS`); with
     ``train_size`` / ``val_size``, seeded random subsets of that many samples (by ``seed``).
+    ``image_size`` and ``max_objects`` apply to detection sets only (None: the set's
+    default; :func:`spikezip.data.detection.build_detection`).
 
     Raises:
         DatasetNotFoundError: files missing under ``root``; says where it looked.
@@ -206,6 +214,16 @@ def build_datasets(
     name = str(name)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if name in DETECTION_DATASETS:
+        from spikezip.data.detection import build_detection
+
+        return build_detection(
+            name, root, download, augment, seed, train_size=train_size, val_size=val_size,
+            image_size=image_size, max_objects=max_objects,
+        )  # fmt: skip
+    for key, value in (("image_size", image_size), ("max_objects", max_objects)):
+        if value is not None:
+            raise ValueError(f"{key} applies to detection datasets, not to {name}")
     root = Path(root)
     if name == "mnist5k":
         train, val = load_mnist5k(seed=seed)

@@ -44,12 +44,18 @@ LABEL, BOX, DIFFICULT = 0, slice(1, 5), 5
 
 @dataclass(frozen=True)
 class DetectionInfo:
-    """What a detector needs to know about its data."""
+    """What a detector needs to know about its data (``name`` picks its anchors)."""
 
     num_classes: int
     in_channels: int
     image_size: int
     classes: tuple[str, ...]
+    name: str
+    task = "detection"
+
+
+# Per set: (image side, max objects per image) unless data.image_size / data.max_objects say.
+DEFAULTS = {"mnist_detection": (128, 8), "voc": (416, 64), "coco": (416, 128)}
 
 
 def pad_targets(labels: Tensor, boxes: Tensor, difficult: Tensor, max_objects: int) -> Tensor:
@@ -185,7 +191,7 @@ def mnist_detection(
                 seed=2 * seed + split,
             )
         )
-    info = DetectionInfo(10, 1, image_size, tuple(str(d) for d in range(10)))
+    info = DetectionInfo(10, 1, image_size, tuple(str(d) for d in range(10)), "mnist_detection")
     return sets[0], sets[1], info
 
 
@@ -278,7 +284,7 @@ def voc(
 
     train = ConcatDataset([load(year, split, True) for year, split in train_sets])
     val = load(val_set[0], val_set[1], False)
-    return train, val, DetectionInfo(len(VOC_CLASSES), 3, image_size, VOC_CLASSES)
+    return train, val, DetectionInfo(len(VOC_CLASSES), 3, image_size, VOC_CLASSES, "voc")
 
 
 class _CocoParse:
@@ -339,4 +345,47 @@ def coco(
         names = split_names
         parse = _CocoParse(categories)
         sets.append(_Resized(source, parse, image_size, max_objects, augment and train))
-    return sets[0], sets[1], DetectionInfo(len(names), 3, image_size, names)
+    return sets[0], sets[1], DetectionInfo(len(names), 3, image_size, names, "coco")
+
+
+def build_detection(
+    name: str,
+    root: str | Path = "data",
+    download: bool = False,
+    augment: bool = True,
+    seed: int = 0,
+    *,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    image_size: int | None = None,
+    max_objects: int | None = None,
+) -> tuple[Dataset, Dataset, DetectionInfo]:
+    """``(train, val, info)`` of detection set ``name`` (what
+    :func:`spikezip.data.build_datasets` returns for it). ``mnist_detection`` generates
+    ``train_size`` / ``val_size`` canvases (4,000 / 500 by default); VOC and COCO are cut
+    to seeded random subsets of those sizes, if given."""
+    from spikezip.data.datasets import subset
+
+    size, objects = DEFAULTS[name]
+    image_size, max_objects = image_size or size, max_objects or objects
+    if name == "mnist_detection":
+        return mnist_detection(
+            seed,
+            train_size=train_size or 4000,
+            val_size=val_size or 500,
+            image_size=image_size,
+            max_objects=max_objects,
+        )
+    if name == "voc":
+        train, val, info = voc(
+            root,
+            image_size=image_size,
+            max_objects=max_objects,
+            download=download,
+            augment=augment,
+        )
+    else:
+        train, val, info = coco(
+            root, image_size=image_size, max_objects=max_objects, augment=augment
+        )
+    return subset(train, train_size, seed), subset(val, val_size, seed), info

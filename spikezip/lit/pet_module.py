@@ -46,8 +46,9 @@ class PETModule(pl.LightningModule):
 
     Every batch runs the frozen teacher (eval mode) and every path; logs the ensemble loss,
     each path's loss and accuracy (``train/acc_l8``, ``val/acc_l4``, ...) and ``val/acc``
-    (the major path). :meth:`export_qann` gives the major path as a plain network and
-    :meth:`to_spiking` converts it as the method does.
+    (the major path); a detector's mAP@0.5 on the validation batches only (``val/map50``).
+    :meth:`export_qann` gives the major path as a plain network and :meth:`to_spiking`
+    converts it as the method does.
 
     Args:
         arch: ``{"name": ..., "num_classes": ..., ...}`` for
@@ -81,10 +82,12 @@ class PETModule(pl.LightningModule):
         if baseline:  # one path: its weight in eq. 6 is 1
             config = dataclasses.replace(config, levels=self.pet.levels)
         self.loss = EnsembleLoss(config, task)
+        self.score = task.score_name  # acc, or a detector's map50
         self.optim = config.optimizer
         self.names = [method.name.value] if baseline else path_names(self.pet.levels)
         self.automatic_optimization = False  # see training_step
-        keys = [f"{stage}_{name}" for stage in ("train", "val") for name in self.names]
+        stages = ("train", "val") if task.score_on_training else ("val",)
+        keys = [f"{stage}_{name}" for stage in stages for name in self.names]
         # val/acc repeats the major path's accuracy under a name that does not depend on
         # the levels (for checkpoint monitoring); a metric object is logged under one name.
         self.accuracy = nn.ModuleDict({key: task.metric() for key in [*keys, "val_major"]})
@@ -133,10 +136,12 @@ class PETModule(pl.LightningModule):
         log = {"on_epoch": True, "on_step": False, "sync_dist": True}  # means over processes
         self.log(f"{stage}/loss", result.loss, prog_bar=stage == "train", **log)
         for name, logits, term in zip(self.names, result.logits, result.terms, strict=True):
-            metric = self.accuracy[f"{stage}_{name}"]
-            metric.update(logits, y)
             self.log(f"{stage}/loss_{name}", term, **log)
-            self.log(f"{stage}/acc_{name}", metric, prog_bar=name == self.names[0], **log)
+            if f"{stage}_{name}" in self.accuracy:  # a detector scores validation only
+                metric = self.accuracy[f"{stage}_{name}"]
+                metric.update(logits.detach(), y)
+                bar = name == self.names[0]
+                self.log(f"{stage}/{self.score}_{name}", metric, prog_bar=bar, **log)
 
     def training_step(self, batch, batch_idx):
         # Manual optimization: each path runs forward and backward in turn (one path's
@@ -166,7 +171,7 @@ class PETModule(pl.LightningModule):
         terms = self.loss.per_path(logits, y, self.teacher_logits(x))
         self._log_paths("val", y, PathsResult(self.loss.combine(terms), terms, logits))
         self.accuracy["val_major"].update(logits[0], y)
-        self.log("val/acc", self.accuracy["val_major"], on_epoch=True, on_step=False)
+        self.log(f"val/{self.score}", self.accuracy["val_major"], on_epoch=True, on_step=False)
 
     def configure_optimizers(self):
         return configure(self.pet, self.optim, self.trainer.estimated_stepping_batches)

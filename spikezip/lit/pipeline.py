@@ -49,13 +49,14 @@ from spikezip.config import (
 from spikezip.conversion import convert_and_prove
 from spikezip.data import EpochShuffle
 from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
-from spikezip.evaluation import curve_of, evaluate_snn, evaluation_batches
+from spikezip.evaluation import evaluate_snn, evaluation_batches
 from spikezip.lit.callbacks import SNNConversionCallback, log_curve
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
 from spikezip.methods import MethodName, calibration_data
 from spikezip.models import build_model
+from spikezip.snn.measure import Curve
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +380,7 @@ def _stages(run: Run) -> dict:
         max_accuracy_drop=cfg.pet.max_accuracy_drop,
     )
     if run.wandb is not None:
-        curve = curve_of(summary)
+        curve = Curve.of_report(summary)
         score = "acc" if curve.key == "accuracy" else curve.key  # as snn/qann_acc is named
         final = {f"final/qann_{score}": curve.reference}
         for key in ("agreement", "identical"):  # how far from the QANN, at equilibrium

@@ -30,7 +30,8 @@ class TeacherModule(pl.LightningModule):
         self.model = build_model(**arch)
         self.optim = optimizer
         self.task = task_for(arch)
-        self.accuracy = nn.ModuleDict({f"{s}_acc": self.task.metric() for s in ("train", "val")})
+        stages = ("train", "val") if self.task.score_on_training else ("val",)
+        self.accuracy = nn.ModuleDict({f"{s}_acc": self.task.metric() for s in stages})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -39,10 +40,12 @@ class TeacherModule(pl.LightningModule):
         x, y = batch
         logits = self.model(x)
         loss = self.task.loss(logits, y)
-        self.accuracy[f"{stage}_acc"].update(logits, y)
         log = {"on_epoch": True, "on_step": False, "sync_dist": True}  # means over processes
         self.log(f"teacher/{stage}/loss", loss, prog_bar=stage == "train", **log)
-        self.log(f"teacher/{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True, **log)
+        if f"{stage}_acc" in self.accuracy:  # teacher/val/acc, or a detector's .../map50
+            metric = self.accuracy[f"{stage}_acc"]
+            metric.update(logits.detach(), y)
+            self.log(f"teacher/{stage}/{self.task.score_name}", metric, prog_bar=True, **log)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -22,17 +22,32 @@ from torch import Tensor, nn
 from spikezip.models.widths import scaled
 
 # Anchor boxes (width, height) in pixels of the input image, three per scale, finest
-# scale first: the ones YOLOv3 was published with (COCO, 416x416 input; also what is
-# used for VOC), YOLOv3-tiny's (two scales) and the synthetic digits set's (IoU k-means
-# with medians over the 3,722 boxes of its first 1,500 training images at 128x128).
+# scale first: the ones YOLOv3 and YOLOv3-tiny were published with (COCO, 416x416 input;
+# also what is used for VOC).
 ANCHORS = {
     "yolov3": (
         (10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198),
         (373, 326),
     ),
     "yolov3_tiny": ((10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)),
-    "mnist_detection": ((10, 14), (16, 16), (13, 20), (18, 23), (23, 28), (30, 32)),
 }  # fmt: skip
+# A dataset's own anchors, by (model, dataset): for the synthetic digits, IoU k-means
+# (medians) over the 3,722 boxes of its first 1,500 training canvases at 128x128.
+DATASET_ANCHORS = {
+    ("yolov3_tiny", "mnist_detection"): (
+        (10, 14), (16, 16), (13, 20), (18, 23), (23, 28), (30, 32),
+    ),
+    ("yolov3", "mnist_detection"): (
+        (10, 14), (14, 15), (12, 20), (20, 16), (18, 20), (17, 25), (22, 28), (28, 27),
+        (29, 33),
+    ),
+}  # fmt: skip
+
+
+def anchors_for(model: str, dataset: str) -> tuple[tuple[float, float], ...]:
+    """The anchors ``model`` uses on ``dataset``: the dataset's own if it has them, else
+    the published ones."""
+    return DATASET_ANCHORS.get((model, dataset), ANCHORS[model])
 
 
 @dataclass(frozen=True)
@@ -103,10 +118,19 @@ def _head_set(cin: int, mid: int) -> nn.Sequential:
 
 
 class YOLO(nn.Module):
-    """Base of the detectors: the output layout and its flattening."""
+    """Base of the detectors: the output layout and its flattening. ``image_size``: the
+    input side the detector is trained at, which its output rows depend on
+    (:meth:`grid`)."""
 
     heads: tuple[Head, ...]
     num_classes: int
+    image_size: int
+
+    def grid(self):
+        """The :class:`spikezip.detection.grid.Grid` that decodes this detector's output."""
+        from spikezip.detection.grid import Grid
+
+        return Grid(self.heads, self.image_size)
 
     def _flatten(self, outputs: Sequence[Tensor]) -> Tensor:
         """``[B, A*(5+C), H, W]`` per scale -> ``[B, sum(A*H*W), 5+C]`` (linear)."""
@@ -142,9 +166,11 @@ class YOLOv3(YOLO):
         anchors: Sequence[Sequence[float]] = ANCHORS["yolov3"],
         in_channels: int = 3,
         width: float = 1.0,
+        image_size: int = 416,
     ):
         super().__init__()
         self.num_classes = num_classes
+        self.image_size = image_size
         self.heads = heads_of("yolov3", anchors)
         self.backbone = Darknet53(in_channels, width)
         c8, c16, c32 = self.backbone.channels
@@ -182,9 +208,11 @@ class YOLOv3Tiny(YOLO):
         anchors: Sequence[Sequence[float]] = ANCHORS["yolov3_tiny"],
         in_channels: int = 3,
         width: float = 1.0,
+        image_size: int = 416,
     ):
         super().__init__()
         self.num_classes = num_classes
+        self.image_size = image_size
         self.heads = heads_of("yolov3_tiny", anchors)
         c = [scaled(n, width) for n in (16, 32, 64, 128, 256, 512, 1024)]
         layers: list[nn.Module] = []
@@ -212,12 +240,17 @@ class YOLOv3Tiny(YOLO):
         return self._flatten([self.out32(y32), self.out16(y16)])
 
 
-def yolov3(num_classes: int = 80, anchors=None, in_channels: int = 3, width: float = 1.0):
-    return YOLOv3(num_classes, anchors or ANCHORS["yolov3"], in_channels, width)
+def yolov3(num_classes=80, anchors=None, in_channels=3, width=1.0, image_size=416) -> YOLOv3:
+    """YOLOv3 with the published anchors unless ``anchors`` are given."""
+    return YOLOv3(num_classes, anchors or ANCHORS["yolov3"], in_channels, width, image_size)
 
 
-def yolov3_tiny(num_classes: int = 80, anchors=None, in_channels: int = 3, width: float = 1.0):
-    return YOLOv3Tiny(num_classes, anchors or ANCHORS["yolov3_tiny"], in_channels, width)
+def yolov3_tiny(
+    num_classes=80, anchors=None, in_channels=3, width=1.0, image_size=416
+) -> YOLOv3Tiny:
+    """YOLOv3-tiny with the published anchors unless ``anchors`` are given."""
+    anchors = anchors or ANCHORS["yolov3_tiny"]
+    return YOLOv3Tiny(num_classes, anchors, in_channels, width, image_size)
 
 
 # Strides of each detector's heads, finest first (the order anchors are listed in).

@@ -92,6 +92,21 @@ class Curve:
     values: list[float]
     reference: float | None
 
+    @classmethod
+    def of_report(cls, summary: dict) -> Curve:
+        """The curve of an ``snn_eval.json`` (a classifier's accuracy at every T, or a
+        detector's mAP@0.5 at the T it was measured at)."""
+        if "snn_map50" in summary:
+            return cls(
+                "mAP@0.5", "map50", "map_vs_timestep", summary["map_timesteps"],
+                summary["snn_map50"], summary["qann_map50"],
+            )  # fmt: skip
+        accuracy = summary["snn_accuracy"]
+        steps = list(range(1, len(accuracy) + 1))
+        return cls(
+            "accuracy", "accuracy", "acc_vs_timestep", steps, accuracy, summary["qann_accuracy"]
+        )
+
 
 class Equilibrium:
     """The ``T_eq`` statistics every measurement shares, from its ``samples`` and
