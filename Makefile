@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikezip-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo sweep compare fashion-mnist study clean
+.PHONY: help install test test-all lint format bench demo detection sweep compare fashion-mnist study clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ bench: install  ## SNN step vs QANN forward timing (bench/simulate.py)
 
 demo: install  ## the main job: train.py on MNIST-5k (teacher, PET [8,4,2], SNN) in outputs/
 	$(PY) train.py
+
+detection: install  ## the detection demo: task=detection (YOLOv3-tiny, synthetic MNIST-5k canvases), outputs/
+	$(PY) train.py task=detection
 
 sweep: install  ## an example ablation: PET's alpha (Table 5c) on MNIST-5k, outputs in multirun/
 	$(PY) train.py -m sweep=alpha

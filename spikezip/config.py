@@ -106,6 +106,10 @@ class DataConfig:
     # the most objects one image may hold.
     image_size: int | None = None
     max_objects: int | None = None
+    # VOC / COCO: which image sets, e.g. "2007-trainval+2012-trainval" and "2007-test"
+    # (VOC), "train2017" and "val2017" (COCO). None: those defaults.
+    train_split: str | None = None
+    val_split: str | None = None
 
     def __post_init__(self):
         self.name = choice("name", self.name, DatasetName)
@@ -121,6 +125,18 @@ class DataConfig:
                     f"{key} applies to the detection datasets {list(DETECTION_DATASETS)}, "
                     f"not to name={self.name.value}"
                 )
+        for key in ("train_split", "val_split"):
+            if getattr(self, key) is not None and self.name.value not in ("voc", "coco"):
+                raise SettingError(f"{key} applies to voc and coco, not to name={self.name.value}")
+        if self.name.value == "voc":
+            from spikezip.data.detection import voc_image_sets
+
+            for key in ("train_split", "val_split"):
+                if getattr(self, key) is not None:
+                    try:
+                        voc_image_sets(key, getattr(self, key), one=key == "val_split")
+                    except ValueError as err:
+                        raise SettingError(str(err)) from None
 
     @property
     def task(self) -> str:
@@ -131,7 +147,7 @@ class DataConfig:
         ``convert.py`` finds the same ones."""
         keys = ("root", "seed", "train_size", "val_size")
         if self.task == "detection":
-            keys += ("image_size", "max_objects")
+            keys += ("image_size", "max_objects", "train_split", "val_split")
         return {"name": self.name.value, **{key: getattr(self, key) for key in keys}}
 
     def build(self, augment: bool | None = None) -> tuple:

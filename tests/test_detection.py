@@ -2,12 +2,14 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import realistic_qann
 from PIL import Image
 
+from spikezip.data import build_datasets
 from spikezip.data.datasets import DatasetNotFoundError
 from spikezip.data.detection import coco, mnist_detection, pad_targets, unpad, voc
 from spikezip.detection.grid import Grid, postprocess
@@ -242,6 +244,13 @@ def test_voc_reads_the_real_layout(tmp_path):
     assert boxes[0].tolist() == pytest.approx([0.0, 0.0, 50.0, 50.0])
     with pytest.raises(DatasetNotFoundError, match="VOC2012"):
         voc(tmp_path, train_sets=[("2012", "trainval")])
+    # by name, as data=voc data.train_split=... reads it; the test image set for both
+    train, val, info = build_datasets(
+        "voc", tmp_path, augment=False, train_split="2007-test", val_split="2007-test",
+        image_size=64, max_objects=3,
+    )  # fmt: skip
+    assert len(train) == len(val) == 1 and val[0][1].shape == (3, 6)
+    assert unpad(val[0][1])[0].tolist() == [7]  # cat
 
 
 def test_coco_reads_the_real_layout(tmp_path):
@@ -332,3 +341,34 @@ def test_snn_detections_at_equilibrium_are_the_qanns():
     assert sum(len(d.labels) for d in found) > 0  # the comparison was not of empty sets
     metrics = totals.metrics()
     assert metrics["snn/identical"] == 1.0 and "snn/map50_t008" in metrics
+
+
+# ---------------------------------------------------------------- the pipeline ----
+
+
+def test_task_detection_runs_the_whole_pipeline(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from spikezip.compare import summarize
+    from spikezip.config import register_configs
+    from spikezip.lit.pipeline import train
+
+    register_configs()
+    overrides = ["task=detection", "trainer=debug", "data.train_size=16", "data.val_size=8",
+                 "data.batch_size=8", "data.eval_batch_size=8", "model.width=0.125"]  # fmt: skip
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(str(conf), version_base=None):
+        cfg = compose("train", overrides=overrides)
+    summary = train(cfg, tmp_path)
+    report = json.loads((tmp_path / "snn_eval.json").read_text())
+    assert report == json.loads(json.dumps(summary))
+    assert report["map_timesteps"] == [1, 2, 4, 8] and len(report["snn_map50"]) == 4
+    assert report["identical"] == 1.0 and report["samples"] == 8
+    assert report["snn_map50_eq"] == report["qann_map50"]
+    assert json.loads((tmp_path / "equivalence.json").read_text())["equivalent"]
+    for name in ("map_vs_timestep.csv", "map_vs_timestep.png", "energy.png", "snn.pt"):
+        assert (tmp_path / name).is_file(), name
+    metrics = (tmp_path / "logs" / "pet" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/map50" in metrics and "snn/map50_t001" in metrics and "acc" not in metrics
+    rows = summarize([tmp_path], tmp_path / "summary")
+    assert rows[0]["qann_map50"] == report["qann_map50"] and rows[0]["snn_T8"] is not None

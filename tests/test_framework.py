@@ -59,6 +59,9 @@ def test_every_config_option_composes_and_validates(override):
         (["task=detection", "model=small"], "task=detection needs a detection dataset"),
         (["task=detection", "data=mnist5k"], "got data=mnist5k model=yolov3_tiny"),
         (["data.image_size=64"], "image_size applies to the detection datasets"),
+        (["task=detection", "data=voc", "data.train_split=2007-trainvall"], "YEAR-SET"),
+        (["task=detection", "data=voc", "data.val_split=2007-test+2012-val"], "one image set"),
+        (["task=detection", "data.train_split=train2017"], "applies to voc and coco"),
     ],
 )
 def test_a_task_needs_its_kind_of_data_and_model(overrides, match):

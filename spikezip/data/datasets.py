@@ -202,11 +202,13 @@ def build_datasets(
     val_size: int | None = None,
     image_size: int | None = None,
     max_objects: int | None = None,
+    train_split: str | None = None,
+    val_split: str | None = None,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """``(train, val, info)`` for dataset ``name`` (one of :data:`DATASETS`); with
     ``train_size`` / ``val_size``, seeded random subsets of that many samples (by ``seed``).
-    ``image_size`` and ``max_objects`` apply to detection sets only (None: the set's
-    default; :func:`spikezip.data.detection.build_detection`).
+    ``image_size``, ``max_objects``, ``train_split`` and ``val_split`` apply to detection
+    sets only (None: the set's default; :func:`spikezip.data.detection.build_detection`).
 
     Raises:
         DatasetNotFoundError: files missing under ``root``; says where it looked.
@@ -219,9 +221,12 @@ def build_datasets(
 
         return build_detection(
             name, root, download, augment, seed, train_size=train_size, val_size=val_size,
-            image_size=image_size, max_objects=max_objects,
+            image_size=image_size, max_objects=max_objects, train_split=train_split,
+            val_split=val_split,
         )  # fmt: skip
-    for key, value in (("image_size", image_size), ("max_objects", max_objects)):
+    extra = {"image_size": image_size, "max_objects": max_objects, "train_split": train_split,
+             "val_split": val_split}  # fmt: skip
+    for key, value in extra.items():
         if value is not None:
             raise ValueError(f"{key} applies to detection datasets, not to {name}")
     root = Path(root)

@@ -249,6 +249,32 @@ def _voc_parse(annotation: dict) -> tuple[Tensor, Tensor, Tensor]:
     return labels, torch.tensor(boxes).reshape(-1, 4), torch.tensor(difficult)
 
 
+VOC_YEARS = ("2007", "2008", "2009", "2010", "2011", "2012")
+VOC_SETS = ("train", "val", "trainval", "test")
+
+
+def voc_image_sets(key: str, spec: str, one: bool = False) -> list[tuple[str, str]]:
+    """``"2007-trainval+2012-trainval"`` -> ``[("2007", "trainval"), ("2012", "trainval")]``
+    (``one``: exactly one image set, as validation takes).
+
+    Raises:
+        ValueError: a year or image set VOC does not have, naming ``key``.
+    """
+    sets = []
+    for part in str(spec).split("+"):
+        year, _, image_set = part.strip().partition("-")
+        if year not in VOC_YEARS or image_set not in VOC_SETS:
+            raise ValueError(
+                f"{key}={spec!r}: VOC image sets are YEAR-SET joined by '+', YEAR in "
+                f"{VOC_YEARS[0]}..{VOC_YEARS[-1]}, SET one of {VOC_SETS} (e.g. "
+                "2007-trainval+2012-trainval)"
+            )
+        sets.append((year, image_set))
+    if one and len(sets) != 1:
+        raise ValueError(f"{key}={spec!r}: validation reads one image set, e.g. 2007-test")
+    return sets
+
+
 def voc(
     root: str | Path,
     *,
@@ -359,11 +385,14 @@ def build_detection(
     val_size: int | None = None,
     image_size: int | None = None,
     max_objects: int | None = None,
+    train_split: str | None = None,
+    val_split: str | None = None,
 ) -> tuple[Dataset, Dataset, DetectionInfo]:
     """``(train, val, info)`` of detection set ``name`` (what
     :func:`spikezip.data.build_datasets` returns for it). ``mnist_detection`` generates
     ``train_size`` / ``val_size`` canvases (4,000 / 500 by default); VOC and COCO are cut
-    to seeded random subsets of those sizes, if given."""
+    to seeded random subsets of those sizes, if given, and read the image sets
+    ``train_split`` / ``val_split`` (:func:`voc_image_sets`; COCO: folder names)."""
     from spikezip.data.datasets import subset
 
     size, objects = DEFAULTS[name]
@@ -377,15 +406,23 @@ def build_detection(
             max_objects=max_objects,
         )
     if name == "voc":
+        splits = {}
+        if train_split:
+            splits["train_sets"] = voc_image_sets("train_split", train_split)
+        if val_split:
+            (splits["val_set"],) = voc_image_sets("val_split", val_split, one=True)
         train, val, info = voc(
             root,
             image_size=image_size,
             max_objects=max_objects,
             download=download,
             augment=augment,
+            **splits,
         )
     else:
+        splits = {"train_split": train_split, "val_split": val_split}
+        splits = {k: v for k, v in splits.items() if v}
         train, val, info = coco(
-            root, image_size=image_size, max_objects=max_objects, augment=augment
+            root, image_size=image_size, max_objects=max_objects, augment=augment, **splits
         )
     return subset(train, train_size, seed), subset(val, val_size, seed), info
