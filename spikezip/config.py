@@ -23,7 +23,13 @@ import torch
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from spikezip.artifacts import atomic_write
-from spikezip.data.datasets import DATASETS, DETECTION_DATASETS, DatasetInfo, build_datasets
+from spikezip.data.datasets import (
+    DATASETS,
+    DETECTION_DATASETS,
+    INFO,
+    DatasetInfo,
+    build_datasets,
+)
 from spikezip.methods import MethodConfig
 from spikezip.models import DETECTORS, MODELS, PRETRAINED, RESNETS
 from spikezip.optim import OptimizerConfig
@@ -36,6 +42,11 @@ from spikezip.snn.network import MAX_TIMESTEPS
 # Closed sets taken from the registries, so a new dataset or model is one entry there.
 DatasetName = Choice("DatasetName", {name: name for name in DATASETS})
 ModelName = Choice("ModelName", {name: name for name in MODELS})
+
+
+class Library(Choice):
+    spikezip = "spikezip"  # this package's models (torchvision's parameter names)
+    torchvision = "torchvision"  # any torchvision classifier, as torchvision defines it
 
 
 class TaskName(Choice):
@@ -159,29 +170,58 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: ModelName = ModelName.small
+    # One of ours (small, vgg16, resnet20, ...), or with library=torchvision any of
+    # torchvision's classifiers (model=torchvision model.name=resnet50).
+    name: str = "small"
+    library: Library = Library.spikezip
     width: float = 1.0
     rcr: bool = False  # ResNets: residual connection re-routing (paper §3.3)
     variant: VGGVariant | None = None  # VGG-16; default from the image size
 
     def __post_init__(self):
-        self.name = choice("name", self.name, ModelName)
+        self.library = choice("library", self.library, Library)
+        if self.library is Library.torchvision:
+            from spikezip.models.zoo import check_classifier
+
+            try:
+                self.name = check_classifier(str(self.name))
+            except ValueError as err:
+                raise SettingError(f"name: {err}") from None
+            if self.width != 1.0 or self.rcr or self.variant is not None:
+                raise SettingError(
+                    "width, rcr and variant shape SpikeZIP's own models; library=torchvision "
+                    "builds torchvision's as torchvision defines them"
+                )
+        else:
+            try:
+                self.name = choice("name", self.name, ModelName)
+            except SettingError as err:
+                raise SettingError(
+                    f"{err} (torchvision's classifiers: model=torchvision model.name=NAME)"
+                ) from None
         positive("width", self.width)
         if self.variant is not None:
             self.variant = choice("variant", self.variant, VGGVariant)
-        if self.rcr and self.name.value not in RESNETS:
+        if self.rcr and self.key not in RESNETS:
             raise SettingError(
-                f"rcr=true re-routes residual connections, but name={self.name.value} has "
+                f"rcr=true re-routes residual connections, but name={self.key} has "
                 f"none (use one of {list(RESNETS)})"
             )
+
+    @property
+    def key(self) -> str:
+        """The model's name as a string (ours are a closed set, torchvision's are not)."""
+        return self.name.value if isinstance(self.name, Enum) else self.name
 
     def arch(self, info: DatasetInfo) -> dict:
         """Keyword arguments of :func:`spikezip.models.build_model` for these inputs (a
         detector's also hold its input size, which its output layout depends on)."""
-        arch: dict = {"name": self.name.value, "num_classes": info.num_classes}
+        arch: dict = {"name": self.key, "num_classes": info.num_classes}
         arch["in_channels"] = info.in_channels
         arch["width"] = float(self.width)
-        if self.name.value in DETECTORS:
+        if self.library is Library.torchvision:
+            arch["library"] = Library.torchvision.value
+        elif self.name.value in DETECTORS:
             from spikezip.models.yolo import anchors_for
 
             anchors = anchors_for(self.name.value, info.name)
@@ -304,7 +344,7 @@ class TrainConfig:
 
     def __post_init__(self):
         self.task = choice("task", self.task, TaskName)
-        detector = self.model.name.value in DETECTORS
+        detector = self.model.key in DETECTORS
         if (self.data.task, detector) != (self.task.value, self.task is TaskName.detection):
             wanted = (
                 f"a detection dataset {list(DETECTION_DATASETS)} and a detector {list(DETECTORS)}"
@@ -313,14 +353,23 @@ class TrainConfig:
             )
             raise SettingError(
                 f"task={self.task.value} needs {wanted}, got data={self.data.name.value} "
-                f"model={self.model.name.value}"
+                f"model={self.model.key}"
             )
         pretrained = self.teacher.source is TeacherSource.pretrained
-        if pretrained and (self.model.name not in PRETRAINED or self.data.name != "imagenet"):
+        ours = self.model.library is Library.spikezip
+        if not ours and INFO[self.data.name.value].in_channels != 3:
+            raise SettingError(
+                f"torchvision's classifiers take RGB images; data={self.data.name.value} has "
+                f"{INFO[self.data.name.value].in_channels} channel(s) (use cifar10, cifar100 "
+                "or imagenet)"
+            )
+        if pretrained and (
+            (ours and self.model.key not in PRETRAINED) or self.data.name != "imagenet"
+        ):
             raise SettingError(
                 "teacher.source=pretrained loads torchvision's ImageNet weights: it needs "
-                f"data=imagenet and a model in {list(PRETRAINED)}, got "
-                f"data={self.data.name} model={self.model.name}"
+                f"data=imagenet and model=torchvision or a model in {list(PRETRAINED)}, got "
+                f"data={self.data.name} model={self.model.key}"
             )
 
 
@@ -447,7 +496,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-IDENTITY_FORMAT = "spikezip-run/3"
+IDENTITY_FORMAT = "spikezip-run/4"
 # The run-identity keys a teacher depends on: runs that agree on them train the same one.
 TEACHER_KEYS = ("format", "seed", "data.", "model.", "teacher.", "trainer.")
 

@@ -53,10 +53,12 @@ def convert_and_prove(
     calibration: Iterable | None = None,
 ) -> dict:
     """Convert ``qann`` as its method does and check it on ``sample`` in float64
-    (default: :func:`sample_inputs`). Writes ``equivalence.json`` always and ``snn.pt``
-    for an exact method only if the SNN is proven equivalent; a baseline's report says how
-    far its SNN is from its ANN after ``max_timesteps`` steps, and its ``snn.pt`` is
-    written. ``calibration``: training batches (the rate method's thresholds).
+    (default: :func:`sample_inputs`): an exact method's conversion of the float64 QANN is
+    proven, and ``snn.pt`` holds that SNN in the QANN's dtype. Writes ``equivalence.json``
+    always and ``snn.pt`` for an exact method only if the SNN is proven equivalent; a
+    baseline's report says how far its SNN is from its ANN after ``max_timesteps`` steps,
+    and its ``snn.pt`` is written. ``calibration``: training batches (the rate method's
+    thresholds).
 
     Raises:
         NotEquivalentError: an exact method's SNN differs; the message says where.
@@ -68,13 +70,16 @@ def convert_and_prove(
     method = method or settings_of(metadata.get("method"))
     conversion = method_of(method.name)
     snn = conversion.convert(qann, encoding=encoding, calibration=calibration, settings=method)
-    # The check runs on (a float64 copy of) the very SNN that is saved.
-    report = check_equivalence(
-        copy.deepcopy(qann).double().eval(),
-        copy.deepcopy(snn).double(),
-        sample.double(),
-        max_timesteps,
-    )
+    qann64 = copy.deepcopy(qann).double().eval()
+    if conversion.exact:
+        # The proof is of the conversion itself, done in float64; the saved SNN is that
+        # SNN rounded once to the QANN's dtype (to_snn folds batch-norm in float64 either
+        # way). Upcasting the float32 SNN instead would compare the QANN with a network
+        # whose weights were rounded, and a neuron ~1e-7 from a level boundary would differ.
+        proven = conversion.convert(qann64, encoding=encoding, settings=method)
+    else:  # a baseline: its SNN as saved (its thresholds come from float32 calibration)
+        proven = copy.deepcopy(snn).double()
+    report = check_equivalence(qann64, proven, sample.double(), max_timesteps)
     result = {
         "method": method.name.value,
         "exact": conversion.exact,

@@ -272,7 +272,13 @@ def _setup(runs: Sequence[RunRecord]) -> str:
     return "unknown (no .hydra/config.yaml in the runs)"
 
 
-def write_report(sweep: str | Path, out_dir: str | Path, command: str) -> list[tuple]:
+def write_report(
+    sweep: str | Path,
+    out_dir: str | Path,
+    command: str,
+    wall_time: str | None = None,
+    note: str | None = None,
+) -> list[tuple]:
     """Tables, figures, ``study.csv`` and ``README.md`` of the study in ``sweep``."""
     from spikezip.plots import plot_mean_curves
 
@@ -302,19 +308,20 @@ def write_report(sweep: str | Path, out_dir: str | Path, command: str) -> list[t
             }
             plot_mean_curves(curves, list(ann.values()), out_dir / f"{panel.key}.png", panel.title)
     claims = claim_lines(results)
-    text = _readme(sweep, runs, results, missing, claims, ann, command)
+    text = _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note)
     atomic_write(out_dir / "README.md", lambda tmp: tmp.write_text(text))
     return claims
 
 
-def _readme(sweep, runs, results, missing, claims, ann, command) -> str:
+def _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note) -> str:
     seeds = sorted({s for by_seed in results.values() for s in by_seed})
     parts = [
         "# The ablation study: the paper's Fig. 6 and Table 5 on Fashion-MNIST\n",
         "Written by `python -m spikezip.study` from the sweep "
         f"`{command}` ({len(runs)} runs, seeds {seeds}); generated "
         f"{datetime.now().strftime('%Y-%m-%d')}, wall time of the sweep on the machine that "
-        f"ran it (start to last result): {_wall_time(sweep, runs)}.\n",
+        f"ran it (start to last result): {wall_time or _wall_time(sweep, runs)}.\n",
+        *([f"{note}\n"] if note else []),
         f"Setup: {_setup(runs)} The teacher of each seed is trained once and shared by every "
         "setting of that seed, except SpikeZIP-R and -PR: residual re-routing changes the "
         "ANN itself, so they have a re-routed teacher of their own per seed. Teacher "
@@ -354,9 +361,15 @@ def main(argv: list[str] | None = None) -> None:
         default="python train.py -m experiment=fashion_study sweep=study",
         help="the command that ran the sweep, as the report should name it",
     )
+    parser.add_argument(
+        "--wall-time",
+        help="the sweep's wall time, when its files no longer show it (they were rewritten "
+        "by a rerun); default: from the files",
+    )
+    parser.add_argument("--note", help="a paragraph for the report's reader (e.g. a rerun)")
     args = parser.parse_args(argv)
     try:
-        claims = write_report(args.sweep, args.out, args.command)
+        claims = write_report(args.sweep, args.out, args.command, args.wall_time, args.note)
     except SpikeZIPError as err:
         raise SystemExit(f"Error: {err}") from None
     for claim, outcome, _ in claims:

@@ -1,5 +1,7 @@
 """QANN -> SNN: exact equivalence at equilibrium (float64), the simulator API, and refusals."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -431,3 +433,36 @@ def test_trained_network_float32_agreement_on_mnist5k():
     assert report.agreement >= 0.99
     levels = sum(layer.numel for layer in report.layers)
     assert sum(layer.mismatches for layer in report.layers) <= 1e-5 * levels
+
+
+def test_the_proof_is_of_the_float64_conversion_not_a_rounded_one(tmp_path):
+    """A neuron ~1e-8 above a level boundary: the QANN rounds it up. An SNN whose folded
+    batch-norm weight was rounded to float32 puts it below and fires one spike less;
+    the conversion proven (and saved) is the float64 fold, which is exact."""
+    from spikezip.conversion import convert_and_prove
+
+    bn = nn.BatchNorm2d(1).eval()
+    with torch.no_grad():
+        bn.running_var.fill_(0.3)
+        bn.weight.fill_(0.7)
+        bn.bias.fill_(0.1)
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    qann = nn.Sequential(conv, bn, QReLU(8, scale=1.0), nn.Flatten()).eval()
+    exact = (bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()).item()
+    rounded = float(torch.tensor(exact, dtype=torch.float32))
+    assert rounded != exact
+    # the input whose pre-activation is 2.5 (a tie) in float64, nudged 1e-12 across it
+    # to the side the float32-rounded weight does not reach
+    direction = 1.0 if rounded < exact else -1.0
+    beta = bn.bias.double().item()  # 0.1 as float32 holds it
+    x = torch.tensor((2.5 - beta + direction * 1e-12) / exact, dtype=torch.float64)
+    x = x.reshape(1, 1, 1, 1)
+    qann64 = copy.deepcopy(qann).double()
+    assert abs(qann64(x).item() - (3.0 if direction > 0 else 2.0)) < 1e-12
+    upcast = to_snn(qann).double()  # the float32 SNN, upcast: one level off
+    assert not check_equivalence(qann64, upcast, x).equivalent
+    metadata = {"arch": {"name": "custom"}, "levels": 8, "input_shape": [1, 1, 1]}
+    result = convert_and_prove(qann, metadata, tmp_path, sample=x)
+    assert result["equivalent"] and (tmp_path / "snn.pt").is_file()

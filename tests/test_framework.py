@@ -43,6 +43,7 @@ def test_every_config_option_composes_and_validates(override):
     extra = {
         **{o: ["task=detection", o] for o in detection},  # a detector on detection data
         "model=yolov3_tiny": ["task=detection"],
+        "model=torchvision": ["data=cifar10"],  # torchvision's classifiers take RGB
         "teacher=checkpoint": ["teacher.checkpoint=x.ckpt"],
         "teacher=pretrained": ["data=imagenet", "model=resnet18"],  # ImageNet weights
         "variant=r": ["model=resnet20"],  # re-routing needs a ResNet
@@ -62,6 +63,11 @@ def test_every_config_option_composes_and_validates(override):
         (["task=detection", "data=voc", "data.train_split=2007-trainvall"], "YEAR-SET"),
         (["task=detection", "data=voc", "data.val_split=2007-test+2012-val"], "one image set"),
         (["task=detection", "data.train_split=train2017"], "applies to voc and coco"),
+        (["model=torchvision", "data=cifar10", "model.name=resnet5"], "no classifier 'resnet5'"),
+        (["model=torchvision", "data=cifar10", "model.name=resnet5"], "list_models"),
+        (["model=torchvision"], "take RGB images; data=mnist5k has 1"),
+        (["model=torchvision", "data=cifar10", "model.width=0.5"], "as torchvision defines"),
+        (["model.name=resnet5"], "model.name='resnet5' is not valid.*model=torchvision"),
     ],
 )
 def test_a_task_needs_its_kind_of_data_and_model(overrides, match):

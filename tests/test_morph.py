@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikezip.models import resnet18
-from spikezip.quant import QReLU, UnsupportedLayerError, to_qann
+from spikezip.quant import QReLU, UnsupportedLayerError, morph, to_qann
 
 
 def _net(act: nn.Module | None = None) -> nn.Sequential:
@@ -86,24 +86,98 @@ class _SharedReLU(nn.Module):
         return self.relu(self.b(self.relu(self.a(x))))
 
 
+class _InplaceAndPool(nn.Module):
+    """x.relu_() changes x for its later readers; functional max-pool; GELU elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y.relu_()
+        return F.max_pool2d(y, 2).flatten(1) + torch.relu(y).mean((2, 3)).sum(1, keepdim=True)
+
+
 @pytest.mark.parametrize(
     "model, match",
     [
-        (_FunctionalReLU(), r"function 'relu'.*forward\(\)"),
         (_ClampReLU(), r"tensor method 'clamp'.*forward\(\)"),
-        (_SharedReLU(), r"activation 'relu' is called at 2 places"),
+        (nn.Sequential(nn.Linear(4, 4), nn.GELU()), r"GELU at '1' has no spiking equivalent"),
+        (nn.Sequential(nn.Linear(4, 4), nn.Hardtanh()), r"Hardtanh at '1'"),  # not a clip at 0
+        (nn.Sequential(nn.Linear(4, 4), nn.Softmax(1)), r"Softmax at '1' cannot be converted"),
+        (nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), r"LayerNorm at '1' cannot"),
     ],
 )
-def test_activations_hidden_from_module_swapping_are_refused(model, match):
+def test_what_cannot_become_a_neuron_is_refused_with_its_place(model, match):
     with pytest.raises(UnsupportedLayerError, match=match):
         to_qann(model, 4)
 
 
-def test_torchvision_basic_block_shared_relu_is_refused():
+@pytest.mark.parametrize(
+    "model, report",
+    [
+        (_FunctionalReLU(), ["relu: function 'relu' (graph node 'relu') -> module ReLU"]),
+        (_SharedReLU(), ["relu: called at 2 places: one module each ('relu_2' added)"]),
+    ],
+)
+def test_hidden_activations_get_modules_and_are_reported(model, report, caplog):
+    torch.manual_seed(0)
+    x = torch.randn(5, 4)
+    with caplog.at_level("INFO", logger="spikezip.quant.morph"):
+        qann = to_qann(model, 4096, scale=1e-3)  # fine steps, clip at 4.1: nearly the ReLU
+    assert [str(r) for r in qann.morph_report][0].startswith(report[0])
+    assert str(qann.morph_report[0]) in caplog.text
+    assert sum(isinstance(m, QReLU) for m in qann.modules()) == (
+        2 if "2 places" in report[0] else 1
+    )
+    # the graph computes what the original does, with each ReLU quantized
+    reference = {k: v for k, v in model.state_dict().items()}
+    assert all(torch.equal(qann.state_dict()[k], v) for k, v in reference.items())
+    assert torch.allclose(qann(x), model(x), atol=1e-2)
+
+
+def test_in_place_activation_and_functional_pool_keep_their_meaning():
+    torch.manual_seed(1)
+    model = _InplaceAndPool().eval()
+    x = torch.randn(3, 1, 6, 6)
+    morphed = morph(model)  # ReLUs kept (the rate method's morph): max-pool -> average
+    reported = "; ".join(str(r) for r in morphed.morph_report)
+    assert "tensor method 'relu_'" in reported and "function 'max_pool2d'" in reported
+    y = torch.relu(model.conv(x))
+    expected = F.avg_pool2d(y, 2).flatten(1) + y.mean((2, 3)).sum(1, keepdim=True)
+    torch.testing.assert_close(morphed(x), expected)
+
+
+def test_clipped_relus_become_q_relus_that_start_at_their_clip():
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU6(), nn.Linear(4, 4), nn.Hardtanh(0.0, 2.0))
+    qann = to_qann(net, 4)
+    first, second = qann[1], qann[3]
+    assert isinstance(first, QReLU) and isinstance(second, QReLU)
+    assert (first.scale.item(), second.scale.item()) == (1.5, 0.5)  # clip / levels
+    assert bool(first.initialized)
+    assert [str(r) for r in qann.morph_report] == [
+        "1: ReLU6 -> QReLU (clip now learned)",
+        "3: Hardtanh -> QReLU (clip now learned)",
+    ]
+    with pytest.raises(UnsupportedLayerError, match="ReLU6 at '1' clips at 6"):
+        morph(net)  # a rate-coded ReLU network has no clip
+
+
+def test_torchvision_weights_load_into_the_morphed_network():
     import torchvision
 
-    with pytest.raises(UnsupportedLayerError, match=r"'layer1.0.relu' is called at 2 places"):
-        to_qann(torchvision.models.resnet18(num_classes=3), 4)
+    original = torchvision.models.resnet18(num_classes=3)
+    qann = to_qann(original, 4)
+    fresh = torchvision.models.resnet18(num_classes=3)  # other random weights
+    missing, unexpected = to_qann(fresh, 4).load_state_dict(original.state_dict(), strict=False)
+    assert unexpected == []
+    assert missing and all(k.endswith((".scale", ".initialized")) for k in missing)
+    reloaded = to_qann(fresh, 4)
+    reloaded.load_state_dict(original.state_dict(), strict=False)
+    for key, value in original.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    assert type(qann).__name__ == "ResNet" and "layer1.0.relu_2" in dict(qann.named_modules())
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, None])

@@ -63,10 +63,11 @@ class QCFS(nn.Module):
 
 
 def to_qcfs(ann: nn.Module, levels: int) -> nn.Module:
-    """A trainable QCFS copy of ``ann``: every ReLU a :class:`QCFS` with L = ``levels``,
-    max-pools average-pools (as :func:`spikezip.quant.morph` does for SpikeZIP)."""
+    """A trainable QCFS copy of ``ann``: every ReLU (clipped or not) a :class:`QCFS` with
+    L = ``levels``, max-pools average-pools (as :func:`spikezip.quant.morph` does for
+    SpikeZIP)."""
     levels = check_levels(levels)
-    return morph(ann, lambda: QCFS(levels), QCFS)
+    return morph(ann, lambda clip: QCFS(levels), QCFS)
 
 
 def _if_from_qcfs(name: str, qcfs: QCFS) -> IFNeuron:

@@ -124,6 +124,7 @@ class DigitCanvases(Dataset):
         self.max_objects = max_objects
         self.max_overlap = max_overlap
         self.seed = seed
+        self._made: dict[int, tuple[Tensor, Tensor]] = {}
 
     def __len__(self) -> int:
         return self.size
@@ -131,6 +132,11 @@ class DigitCanvases(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         if not 0 <= index < self.size:
             raise IndexError(index)
+        if index not in self._made:  # made once per process: epochs read the same sample
+            self._made[index] = self._make(index)
+        return self._made[index]
+
+    def _make(self, index: int) -> tuple[Tensor, Tensor]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         image = torch.zeros(self.canvas, self.canvas)
         boxes: list[Tensor] = []

@@ -119,9 +119,11 @@ class DetectionMeasurement(Equilibrium):
 
     def add(self, sim: Simulation, estimate, reference, targets, ann_outputs) -> None:
         self._values = None
+        # Decode what the output estimates (a rate-coded SNN's rate, not its sum).
         for t, metric in zip(self.timesteps, self.snn, strict=True):
-            metric.update(sim.outputs[t - 1], targets)
-        found = self.final.update(sim.final, targets)
+            metric.update(estimate[t - 1], targets)
+        final = sim.final if estimate is sim.outputs else estimate[-1]
+        found = self.final.update(final, targets)
         expected = self.qann.update(reference, targets)
         tolerance = torch.finfo(reference.dtype).eps ** 0.5
         self.identical += sum(

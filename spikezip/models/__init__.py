@@ -29,8 +29,13 @@ RESNETS = ("resnet20", "resnet18", "resnet34")
 PRETRAINED = ("resnet18", "resnet34", "vgg16")
 
 
-def build_model(name: str, **kwargs) -> nn.Module:
-    """The ANN called ``name`` in :data:`MODELS`, built with ``kwargs``."""
+def build_model(name: str, library: str = "spikezip", **kwargs) -> nn.Module:
+    """The ANN called ``name`` in :data:`MODELS` (``library="torchvision"``: torchvision's
+    classifier of that name, :mod:`spikezip.models.zoo`), built with ``kwargs``."""
+    if library == "torchvision":
+        from spikezip.models.zoo import torchvision_classifier
+
+        return torchvision_classifier(name, **kwargs)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](**kwargs)

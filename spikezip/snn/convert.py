@@ -85,11 +85,16 @@ def _fuse_batchnorm(gm: fx.GraphModule) -> None:
             or calls[node.target] != 1
         ):
             continue
+        # Folded in float64 whatever the dtype: a float32 fold is off by ~1e-7, enough to
+        # move a neuron whose input lies that close to a level boundary to the next level.
+        # The float32 SNN is then the float64 one rounded once, whichever way it is built.
+        dtype = layer.weight.dtype
+        pair = copy.deepcopy(layer).double(), copy.deepcopy(bn).double()
         if isinstance(layer, nn.Linear):
-            fused = fuse_linear_bn_eval(layer, bn)
+            fused = fuse_linear_bn_eval(*pair)
         else:
-            fused = fuse_conv_bn_eval(layer, bn)
-        gm.set_submodule(prev.target, fused)
+            fused = fuse_conv_bn_eval(*pair)
+        gm.set_submodule(prev.target, fused.to(dtype))
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)
 

@@ -1,0 +1,51 @@
+"""Bring your own model: torchvision classifiers, as torchvision builds them, convert exactly."""
+
+import pytest
+import torch
+import torchvision
+from conftest import calibrate
+
+from spikezip.models import build_model
+from spikezip.pet import to_pet
+from spikezip.quant import QReLU, to_qann
+from spikezip.snn import check_equivalence, to_snn
+
+# (name, input side, what the morph must have rewritten); the heavy ones run with -m slow.
+CASES = [
+    ("resnet18", 32, "called at 2 places"),
+    ("squeezenet1_1", 64, None),
+    pytest.param("resnet50", 32, "called at 3 places", marks=pytest.mark.slow),
+    pytest.param("vgg11_bn", 32, None, marks=pytest.mark.slow),
+    pytest.param("densenet121", 32, "function 'relu'", marks=pytest.mark.slow),
+    pytest.param("mobilenet_v2", 32, "ReLU6 -> QReLU", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("name, side, rewrite", CASES)
+def test_torchvision_classifiers_are_exact_in_float64(name, side, rewrite):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, num_classes=10)
+    x = torch.randn(2, 3, side, side, dtype=torch.float64)
+    qann = calibrate(to_qann(model, 4), x)
+    report = "; ".join(str(r) for r in qann.morph_report)
+    assert (rewrite in report) if rewrite else report == "", report
+    snn = to_snn(qann).double()
+    result = check_equivalence(qann, snn, x)
+    assert result.equivalent and result.reached_equilibrium, result
+    assert all(layer.max_abs_diff == 0.0 for layer in result.layers)
+    relus = sum(isinstance(m, QReLU) for m in qann.modules())
+    assert len(result.layers) == relus  # every call site is a neuron layer of its own
+
+
+def test_pet_runs_on_a_morphed_torchvision_network():
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 32, 32)
+    pet = to_pet(to_qann(build_model("resnet18", library="torchvision", num_classes=5), 4), [4, 2])
+    pet.train()
+    outputs = pet.forward_paths(x)  # LSQ data init per path, per-path batch-norm
+    assert [o.shape for o in outputs] == [(4, 5), (4, 5)] and not torch.equal(*outputs)
+    sum(o.sum() for o in outputs).backward()
+    assert pet.net.get_submodule("layer1.0.relu_2").scales[0].grad is not None
+    qann = pet.export_major_path().double()
+    report = check_equivalence(qann, to_snn(qann).double(), x.double())
+    assert report.equivalent, report
