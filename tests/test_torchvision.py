@@ -10,14 +10,15 @@ from spikezip.pet import to_pet
 from spikezip.quant import QReLU, to_qann
 from spikezip.snn import check_equivalence, to_snn
 
-# (name, input side, what the morph must have rewritten); the heavy ones run with -m slow.
+# (name, input side, what the morph must have rewritten); vgg11_bn (a 129M-parameter
+# network, 1.6 GB in float64 with its SNN) runs with -m slow.
 CASES = [
     ("resnet18", 32, "called at 2 places"),
     ("squeezenet1_1", 64, None),
-    pytest.param("resnet50", 32, "called at 3 places", marks=pytest.mark.slow),
+    ("resnet50", 32, "called at 3 places"),
     pytest.param("vgg11_bn", 32, None, marks=pytest.mark.slow),
-    pytest.param("densenet121", 32, "function 'relu'", marks=pytest.mark.slow),
-    pytest.param("mobilenet_v2", 32, "ReLU6 -> QReLU", marks=pytest.mark.slow),
+    ("densenet121", 32, "function 'relu'"),
+    ("mobilenet_v2", 32, "ReLU6 -> QReLU"),
 ]
 
 
@@ -49,3 +50,30 @@ def test_pet_runs_on_a_morphed_torchvision_network():
     qann = pet.export_major_path().double()
     report = check_equivalence(qann, to_snn(qann).double(), x.double())
     assert report.equivalent, report
+
+
+def test_model_torchvision_runs_the_whole_pipeline(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import torchvision.datasets.cifar as cifar
+    from hydra import compose, initialize_config_dir
+    from test_data import _write_cifar
+
+    from spikezip.config import register_configs
+    from spikezip.lit.pipeline import train
+
+    _write_cifar(tmp_path / "data", "cifar10", n=8)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)  # tiny files
+    register_configs()
+    overrides = ["model=torchvision", "model.name=resnet18", "data=cifar10",
+                 f"data.root={tmp_path / 'data'}", "data.batch_size=8", "data.eval_batch_size=8",
+                 "trainer=debug", "pet.levels=[4,2]"]  # fmt: skip
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(str(conf), version_base=None):
+        cfg = compose("train", overrides=overrides)
+    run = tmp_path / "run"
+    train(cfg, run)
+    assert json.loads((run / "equivalence.json").read_text())["equivalent"]
+    report = json.loads((run / "snn_eval.json").read_text())
+    assert report["agreement"] == 1.0 and report["samples"] == 8
