@@ -105,7 +105,9 @@ def _module_for(node: fx.Node) -> nn.Module | None:
 
 
 def _inplace(node: fx.Node) -> bool:
-    return op_name(node).endswith("_") or bool(node.kwargs.get("inplace", False))
+    """``x.relu_()``, ``F.relu(x, inplace=True)`` or ``F.relu(x, True)``."""
+    positional = op_name(node) in ("relu", "relu6") and node.args[1:2] == (True,)
+    return op_name(node).endswith("_") or positional or bool(node.kwargs.get("inplace", False))
 
 
 def _free_name(gm: fx.GraphModule, base: str) -> str:
