@@ -200,15 +200,12 @@ def build_datasets(
     *,
     train_size: int | None = None,
     val_size: int | None = None,
-    image_size: int | None = None,
-    max_objects: int | None = None,
-    train_split: str | None = None,
-    val_split: str | None = None,
+    **detection,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """``(train, val, info)`` for dataset ``name`` (one of :data:`DATASETS`); with
     ``train_size`` / ``val_size``, seeded random subsets of that many samples (by ``seed``).
-    ``image_size``, ``max_objects``, ``train_split`` and ``val_split`` apply to detection
-    sets only (None: the set's default; :func:`spikezip.data.detection.build_detection`).
+    ``detection``: the keywords only detection sets take (``image_size``, ``max_objects``,
+    ``train_split``, ``val_split``: :func:`spikezip.data.detection.build_detection`).
 
     Raises:
         DatasetNotFoundError: files missing under ``root``; says where it looked.
@@ -216,19 +213,14 @@ def build_datasets(
     name = str(name)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    sizes = {"train_size": train_size, "val_size": val_size}
     if name in DETECTION_DATASETS:
         from spikezip.data.detection import build_detection
 
-        return build_detection(
-            name, root, download, augment, seed, train_size=train_size, val_size=val_size,
-            image_size=image_size, max_objects=max_objects, train_split=train_split,
-            val_split=val_split,
-        )  # fmt: skip
-    extra = {"image_size": image_size, "max_objects": max_objects, "train_split": train_split,
-             "val_split": val_split}  # fmt: skip
-    for key, value in extra.items():
-        if value is not None:
-            raise ValueError(f"{key} applies to detection datasets, not to {name}")
+        return build_detection(name, root, download, augment, seed, **sizes, **detection)
+    given = [key for key, value in detection.items() if value is not None]
+    if given:
+        raise ValueError(f"{given[0]} applies to detection datasets, not to {name}")
     root = Path(root)
     if name == "mnist5k":
         train, val = load_mnist5k(seed=seed)

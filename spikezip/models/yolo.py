@@ -122,9 +122,11 @@ class YOLO(nn.Module):
     input side the detector is trained at, which its output rows depend on
     (:meth:`grid`)."""
 
-    heads: tuple[Head, ...]
-    num_classes: int
-    image_size: int
+    def __init__(self, name: str, num_classes: int, anchors, image_size: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.heads = heads_of(name, anchors)
 
     def grid(self):
         """The :class:`spikezip.detection.grid.Grid` that decodes this detector's output."""
@@ -168,10 +170,7 @@ class YOLOv3(YOLO):
         width: float = 1.0,
         image_size: int = 416,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.image_size = image_size
-        self.heads = heads_of("yolov3", anchors)
+        super().__init__("yolov3", num_classes, anchors, image_size)
         self.backbone = Darknet53(in_channels, width)
         c8, c16, c32 = self.backbone.channels
         m = [scaled(n, width) for n in (512, 256, 128)]
@@ -210,10 +209,7 @@ class YOLOv3Tiny(YOLO):
         width: float = 1.0,
         image_size: int = 416,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.image_size = image_size
-        self.heads = heads_of("yolov3_tiny", anchors)
+        super().__init__("yolov3_tiny", num_classes, anchors, image_size)
         c = [scaled(n, width) for n in (16, 32, 64, 128, 256, 512, 1024)]
         layers: list[nn.Module] = []
         cin = in_channels
