@@ -10,6 +10,7 @@ setup()
 
 @hydra.main(config_path="conf", config_name="convert", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # Lightning and the pipeline load only when a job runs, not for --help.
     from spikezip.conversion import convert_file
 
     report = report_errors(lambda: convert_file(cfg))

@@ -11,6 +11,7 @@ setup()
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # Lightning and the pipeline load only when a job runs, not for --help.
     from spikezip.evaluation import evaluate_file
 
     summary = report_errors(lambda: evaluate_file(cfg))

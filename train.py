@@ -16,12 +16,13 @@ setup()
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    # Lightning and the pipeline load only when a job runs, not for --help.
     from spikezip.lit.pipeline import train
-    from spikezip.snn.measure import Curve
+    from spikezip.tasks import curve_of
 
     summary = report_errors(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
     # The QANN's score (accuracy, or a detector's mAP@0.5); None: a sweep's failed job.
-    return Curve.of_report(summary).reference if summary else None
+    return curve_of(summary).reference if summary else None
 
 
 if __name__ == "__main__":

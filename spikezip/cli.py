@@ -19,9 +19,11 @@ from typing import TypeVar
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from spikezip import compare
 from spikezip.config import register_configs
 from spikezip.distributed import is_rank_zero
 from spikezip.errors import SpikeZIPError
+from spikezip.io import write_json
 
 T = TypeVar("T")
 log = logging.getLogger("spikezip")
@@ -34,6 +36,7 @@ def report_errors(run: Callable[[], T]) -> T | None:
     log and to ``failed.json`` in its directory, the job returns None, and the sweep's
     summary (:class:`SweepSummary`) lists it and fails the command at the end.
     """
+    # Hydra loads only under the entry points (this module imports without it).
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -57,15 +60,13 @@ def report_errors(run: Callable[[], T]) -> T | None:
 
 
 def _record_failure(err: BaseException) -> None:
+    # Hydra loads only under the entry points (this module imports without it).
     from hydra.core.hydra_config import HydraConfig
-
-    from spikezip.artifacts import write_json
-    from spikezip.compare import FAILED
 
     log.error("%s: %s", type(err).__name__, err)
     error = {"error": f"{type(err).__name__}: {err}"}
     if is_rank_zero():
-        write_json(error, Path(HydraConfig.get().runtime.output_dir) / FAILED)
+        write_json(error, Path(HydraConfig.get().runtime.output_dir) / compare.FAILED)
 
 
 class SweepSummary(Callback):
@@ -75,17 +76,15 @@ class SweepSummary(Callback):
     failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from spikezip.compare import log_to_wandb, summarize
-
         sweep_dir = Path(config.hydra.sweep.dir)
         # Hydra turns a callback's exception into a warning: exit with the error instead.
         try:
-            rows = summarize([sweep_dir], sweep_dir)
+            rows = compare.summarize([sweep_dir], sweep_dir)
             log.info("comparison of %d runs: %s", len(rows), sweep_dir / "summary.md")
             logger = config.get("logger") or {}
             if logger.get("wandb"):
                 mode = os.environ.get("WANDB_MODE") or str(logger.get("wandb_mode", "offline"))
-                log_to_wandb(sweep_dir, rows, str(logger.get("project", "spikezip")), mode)
+                compare.log_to_wandb(sweep_dir, rows, str(logger.get("project", "spikezip")), mode)
         except Exception as err:
             log.exception("the sweep's summary failed")
             print(f"Error: the summary of the sweep in {sweep_dir} failed: {err}", file=sys.stderr)
@@ -103,6 +102,7 @@ class SweepSummary(Callback):
 
 def _group_options(*groups: str) -> str:
     """``  group: option, option, ...`` for each config group, as Hydra finds them."""
+    # Hydra loads only under the entry points (this module imports without it).
     from hydra.core.global_hydra import GlobalHydra
 
     loader = GlobalHydra.instance().config_loader()

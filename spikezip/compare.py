@@ -19,9 +19,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from spikezip.artifacts import atomic_write, write_csv
 from spikezip.errors import SpikeZIPError
-from spikezip.snn.measure import Curve
+from spikezip.io import atomic_write, write_csv
+from spikezip.plots import plot_accuracy_vs_energy, plot_runs_accuracy
+from spikezip.tasks import curve_of
 
 log = logging.getLogger(__name__)
 FAILED = "failed.json"  # what a job that failed leaves in its directory
@@ -72,6 +73,7 @@ def _overrides(path: Path) -> dict[str, str]:
     file = path / ".hydra" / "overrides.yaml"
     if not file.exists():
         return {}
+    # OmegaConf (Hydra's) loads only where a run's .hydra files are read.
     from omegaconf import OmegaConf
 
     out = {}
@@ -131,7 +133,7 @@ def summarize(
     """
     runs = [load_run(p) for p in find_runs(paths)]
     names = labels(runs)
-    curves = {id(r): Curve.of_report(r.report) for r in runs if r.report}
+    curves = {id(r): curve_of(r.report) for r in runs if r.report}
     kinds = {c.key for c in curves.values()}
     if len(kinds) > 1:
         raise SpikeZIPError(
@@ -166,8 +168,6 @@ def summarize(
     write_csv(out_dir / "summary.csv", header, [[_cell(r[k]) for k in header] for r in rows])
     markdown = _markdown(rows, steps, key)
     atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(markdown))
-    from spikezip.plots import plot_accuracy_vs_energy, plot_runs_accuracy
-
     finished = [(n, r) for n, r in zip(names, runs, strict=True) if r.report]
     if finished:
         scores = [(n, curves[id(r)], r.report.get(f"ann_{key}")) for n, r in finished]
@@ -210,12 +210,16 @@ def _markdown(rows: list[dict], steps: list[int], key: str = "accuracy") -> str:
 
 def log_to_wandb(sweep_dir: Path, rows: list[dict], project: str, mode: str) -> None:
     """The summary table and both figures as a W&B run of their own."""
+    # W&B (optional, slow to import) loads only when a run logs to it.
     import wandb
 
     run = wandb.init(
-        project=project, name=f"{sweep_dir.name}-summary", dir=str(sweep_dir), mode=mode,
+        project=project,
+        name=f"{sweep_dir.name}-summary",
+        dir=str(sweep_dir),
+        mode=mode,
         job_type="summary",
-    )  # fmt: skip
+    )
     columns = list(rows[0])
     table = wandb.Table(columns=columns, data=[[_cell(r[c]) for c in columns] for r in rows])
     run.log({"summary": table})
@@ -228,8 +232,11 @@ def log_to_wandb(sweep_dir: Path, rows: list[dict], project: str, mode: str) -> 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run directories or sweep directories")
-    parser.add_argument("--out", type=Path, help="where the summary goes (default: the one "
-                        "directory given, else ./comparison)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where the summary goes (default: the one directory given, else ./comparison)",
+    )
     parser.add_argument("--energy-t", type=int, help="the T of the energy column")
     args = parser.parse_args(argv)
     out = args.out or (Path(args.paths[0]) if len(args.paths) == 1 else Path("comparison"))

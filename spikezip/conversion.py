@@ -13,10 +13,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from spikezip.artifacts import load_qann, save_snn, write_json
+from spikezip.artifacts import load_qann, save_snn
 from spikezip.config import ConfigError, ConvertConfig, validate
+from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.errors import SpikeZIPError
-from spikezip.methods import MethodConfig, MethodName, calibration_data, method_of, settings_of
+from spikezip.io import write_json
+from spikezip.methods import MethodConfig, calibration_data, method_of, settings_of
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
 
 
@@ -27,8 +29,6 @@ class NotEquivalentError(SpikeZIPError, RuntimeError):
 def sample_inputs(metadata: dict, count: int = 16) -> tuple[Tensor, str]:
     """Validation images of the QANN's dataset if they can be loaded, else seeded random
     inputs; and which of the two it is."""
-    from spikezip.data import DatasetNotFoundError, build_datasets
-
     data = metadata.get("data")
     if data:
         try:
@@ -105,7 +105,7 @@ def convert_file(cfg) -> dict:
     cfg: ConvertConfig = validate(cfg, ConvertConfig)
     qann, metadata = load_qann(cfg.qann)
     method = settings_of(metadata.get("method"))
-    calibration = _training_batches(metadata) if method.name is MethodName.rate else None
+    calibration = _training_batches(metadata) if method_of(method).calibrates else None
     out_dir = cfg.out_dir or Path(cfg.qann).parent
     return convert_and_prove(
         qann,
@@ -119,8 +119,6 @@ def convert_file(cfg) -> dict:
 
 
 def _training_batches(metadata: dict) -> DataLoader:
-    from spikezip.data import build_datasets
-
     data = metadata.get("data") or {}
     if not data:
         raise ConfigError(

@@ -17,13 +17,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spikezip.artifacts import load_snn, write_csv, write_json
+from spikezip.artifacts import load_snn
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
-from spikezip.data import DatasetNotFoundError
+from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
+from spikezip.io import write_csv, write_json
 from spikezip.methods import method_of
 from spikezip.plots import plot_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
-from spikezip.snn import SpikingNetwork, measure_snn, to_snn
+from spikezip.snn import SpikingNetwork, measure_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
 from spikezip.snn.measure import Curve, ReduceSum
@@ -91,6 +92,7 @@ def evaluate_snn(
     energy = EnergyMeter(snn, input_shape, timesteps, settings.energy)
     maps = FeatureMapMeter(snn, timesteps) if settings.feature_maps else None
     meters = [energy] if maps is None else [energy, maps]
+    task = task_for(metadata["arch"])
     totals = measure_snn(
         snn,
         qann,
@@ -100,7 +102,7 @@ def evaluate_snn(
         device=device,
         progress=progress,
         meters=meters,
-        task=task_for(metadata["arch"]),
+        task=task,
         ann=ann.to(device, dtype.torch) if ann is not None else None,
     )
     if reduce_sum is not None:
@@ -112,8 +114,9 @@ def evaluate_snn(
     t_eq = {t: int(n) for t, n in enumerate(totals.t_eq_counts.tolist()) if n}
     method = method_of(metadata.get("method"))
     summary = {
-        "method": method.name.value,
+        "method": method.name,
         "exact": method.exact,
+        "task": task.name,
         **totals.report(),  # the task's scores: accuracy or mAP, per T, ANN and QANN
         "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
         "t_eq_max": totals.t_eq_max,
@@ -183,7 +186,7 @@ def _evaluate_file(cfg: EvaluateConfig) -> dict:
     device = cfg.trainer.simulation_device()
     snn, qann, metadata = load_snn(cfg.snn.path)
     d = cfg.data
-    _, val, info = d.build(augment=False)
+    _, val, info = build_datasets(**d.keywords(augment=False))
     shape = [info.in_channels, info.image_size, info.image_size]
     if shape != list(metadata["input_shape"]):
         raise ConfigError(
@@ -192,12 +195,13 @@ def _evaluate_file(cfg: EvaluateConfig) -> dict:
         )
     out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
     if cfg.snn.encoding not in (None, snn.encoding):  # the same QANN released another way
-        if not method_of(metadata.get("method")).exact:
+        method = method_of(metadata.get("method"))
+        if not method.exact:
             raise ConfigError(
                 f"snn.encoding={cfg.snn.encoding} applies to SpikeZIP SNNs; {cfg.snn.path} is "
-                f"a {method_of(metadata.get('method')).name} SNN, fed its input on every step"
+                f"a {method.name} SNN, fed its input on every step"
             )
-        snn = to_snn(qann, cfg.snn.encoding)
+        snn = method.convert(qann, encoding=cfg.snn.encoding)
     return evaluate_snn(
         snn,
         qann,

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spikezip.artifacts import atomic_write
+from spikezip.io import atomic_write
 
 if TYPE_CHECKING:
     from spikezip.snn.measure import Curve
@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
 def _figure(draw, path: str | Path) -> Path:
     """Draw with ``draw(ax)`` and save a PNG atomically."""
+    # matplotlib (slow to import) loads only when a figure is drawn.
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib (slow to import) loads only when a figure is drawn.
     import matplotlib.pyplot as plt
 
     def write(tmp: Path) -> None:
@@ -103,8 +105,14 @@ def plot_runs_accuracy(runs: Sequence[tuple[str, Curve, float | None]], path: st
     def draw(ax):
         for i, (label, curve, ann) in enumerate(runs):
             colour = f"C{i % 10}"
-            ax.plot(curve.timesteps, [100 * v for v in curve.values], color=colour,
-                    marker="o", ms=2, label=label)  # fmt: skip
+            ax.plot(
+                curve.timesteps,
+                [100 * v for v in curve.values],
+                color=colour,
+                marker="o",
+                ms=2,
+                label=label,
+            )
             if ann is not None:
                 ax.axhline(100 * ann, color=colour, ls="--", lw=0.8)
         longest = max(curve.timesteps[-1] for _, curve, _ in runs)
@@ -129,13 +137,17 @@ def plot_accuracy_vs_energy(
         for i, (label, curve, ann, snn_joules, ann_joules) in enumerate(runs):
             colour = f"C{i % 10}"
             energy = [1e6 * snn_joules[t - 1] for t in curve.timesteps]
-            ax.plot(energy, [100 * v for v in curve.values], color=colour, marker="o", ms=2,
-                    label=label)  # fmt: skip
+            ax.plot(
+                energy, [100 * v for v in curve.values], color=colour, marker="o", ms=2, label=label
+            )
             if ann is not None:
                 ax.plot([1e6 * ann_joules], [100 * ann], color=colour, marker="*", ms=9)
         ax.set_xscale("log")
-        ax.set(xlabel="energy per inference (µJ)", ylabel=f"{name} (%)",
-               title=f"{name[0].upper()}{name[1:]} vs energy (stars: the ANNs)")  # fmt: skip
+        ax.set(
+            xlabel="energy per inference (µJ)",
+            ylabel=f"{name} (%)",
+            title=f"{name[0].upper()}{name[1:]} vs energy (stars: the ANNs)",
+        )
         ax.legend(fontsize=7, loc="lower right")
 
     return _figure(draw, path)

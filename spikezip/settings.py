@@ -43,3 +43,7 @@ def positive(name: str, value, *, zero: bool = False, none: bool = False) -> Non
         return
     if value is None or isinstance(value, bool) or not (value >= 0 if zero else value > 0):
         raise SettingError(f"{name} must be {'>= 0' if zero else '> 0'}, got {value!r}")
+
+
+class ConfigError(SettingError):
+    """A configuration value that is wrong; the message names the full key."""

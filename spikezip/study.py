@@ -4,7 +4,7 @@ mean ± std over seeds, figures, and a verdict on each of the paper's claims.
     python train.py -m experiment=fashion_study sweep=study hydra.sweep.dir=multirun/study
     python -m spikezip.study multirun/study --out docs/study     # make study does both
 
-Each run of the sweep is one setting (``ablation=...``, see ``conf/ablation/``) and one
+Each run of the sweep is one setting (``ablation=...``, see :mod:`spikezip.ablations`) and one
 ``seed``; the settings of one seed share their teacher. A claim is a set of paired
 comparisons: for each seed, the difference between two settings on one measure; a
 comparison *holds* when the mean difference over seeds is more than two standard errors
@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from spikezip.artifacts import atomic_write, write_csv
+from spikezip.ablations import CLAIMS, PANELS, Check, Claim, Panel
 from spikezip.compare import RunRecord, find_runs, load_run
 from spikezip.errors import SpikeZIPError
+from spikezip.io import atomic_write, write_csv
+from spikezip.plots import plot_mean_curves
 
 STEPS = (1, 2, 4, 8, 16, 32)  # the T columns of the tables
 LOW_T = 4  # "small T": the mean SNN accuracy over T = 1 .. LOW_T
@@ -37,82 +39,6 @@ MEASURES = {
     "qann": "QANN (or the method's ANN) accuracy",
     "t_eq": "mean T_eq",
 }
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One figure or table of the paper: its rows are settings (``ablation`` options)."""
-
-    key: str
-    title: str
-    rows: tuple[tuple[str, str], ...]  # (label, ablation)
-    figure: bool = False
-
-
-@dataclass(frozen=True)
-class Check:
-    """The paper expects ``higher``'s ``measure`` above ``lower``'s."""
-
-    higher: str
-    lower: str
-    measure: str
-
-
-@dataclass(frozen=True)
-class Claim:
-    panel: str
-    text: str
-    checks: tuple[Check, ...]
-
-
-PANELS = (
-    Panel("fig6a", "Fig. 6a: PET and residual re-routing",
-          (("SpikeZIP-N", "n"), ("SpikeZIP-P", "p"), ("SpikeZIP-R", "r"), ("SpikeZIP-PR", "pr")),
-          figure=True),
-    Panel("fig6b", "Fig. 6b: major-path level n_mp (PET)",
-          (("n_mp = 2", "nmp2"), ("n_mp = 4", "nmp4"), ("n_mp = 8", "p")), figure=True),
-    Panel("table5a", "Table 5a: Q-ReLU scale sharing",
-          (("independent", "scale_independent"), ("identical", "scale_identical"),
-           ("share", "p"))),
-    Panel("table5b", "Table 5b: batch-norm sharing",
-          (("independent", "bn_independent"), ("identical", "bn_identical"), ("share", "p"))),
-    Panel("table5c", "Table 5c: loss coefficient α",
-          (("α = 0.25", "alpha0.25"), ("α = 1", "p"), ("α = 4", "alpha4"))),
-    Panel("table5d", "Table 5d: label of the sub-path losses",
-          (("hard", "label_hard"), ("soft", "p"), ("hard + soft", "label_mixed"))),
-    Panel("baselines", "Baselines on the same model, data and budget",
-          (("SpikeZIP-P", "p"), ("QCFS", "qcfs"), ("rate (99.9%)", "rate")), figure=True),
-)  # fmt: skip
-
-CLAIMS = (
-    Claim("fig6a", "PET raises the SNN's accuracy at small T (P > N)",
-          (Check("p", "n", "low_t"),)),
-    Claim("fig6a", "residual re-routing raises the accuracy at small T (R > N)",
-          (Check("r", "n", "low_t"),)),
-    Claim("fig6a", "PET and re-routing combine (PR > P and PR > R at small T)",
-          (Check("pr", "p", "low_t"), Check("pr", "r", "low_t"))),
-    Claim("fig6b", "a smaller n_mp raises the accuracy at small T",
-          (Check("nmp2", "nmp4", "low_t"), Check("nmp4", "p", "low_t"))),
-    Claim("fig6b", "a smaller n_mp costs accuracy after T_eq",
-          (Check("p", "nmp4", "final"), Check("nmp4", "nmp2", "final"))),
-    Claim("fig6b", "a larger n_mp takes more time-steps to settle (T_eq)",
-          (Check("p", "nmp4", "t_eq"), Check("nmp4", "nmp2", "t_eq"))),
-    Claim("table5a", "shared, properly scaled Q-ReLU scales are best at small T and after",
-          (Check("p", "scale_identical", "low_t"), Check("p", "scale_independent", "low_t"),
-           Check("p", "scale_identical", "final"), Check("p", "scale_independent", "final"))),
-    Claim("table5b", "batch-norm share beats independent at small T",
-          (Check("p", "bn_independent", "low_t"),)),
-    Claim("table5b", "batch-norm share beats identical after T_eq",
-          (Check("p", "bn_identical", "final"),)),
-    Claim("table5c", "a larger α raises the accuracy at small T",
-          (Check("alpha4", "p", "low_t"), Check("p", "alpha0.25", "low_t"))),
-    Claim("table5c", "a smaller α raises the accuracy after T_eq",
-          (Check("alpha0.25", "p", "final"), Check("p", "alpha4", "final"))),
-    Claim("table5d", "soft sub-path labels give the best QANN",
-          (Check("p", "label_hard", "qann"), Check("p", "label_mixed", "qann"))),
-    Claim("baselines", "SpikeZIP is ahead of QCFS and rate coding at small T",
-          (Check("p", "qcfs", "low_t"), Check("p", "rate", "low_t"))),
-)  # fmt: skip
 
 
 def measure(report: dict, name: str) -> float:
@@ -256,6 +182,7 @@ def _wall_time(sweep: Path, runs: Sequence[RunRecord]) -> str:
 
 def _setup(runs: Sequence[RunRecord]) -> str:
     """The settings every run shares, read from the first run's composed config."""
+    # OmegaConf (Hydra's) loads only where a run's .hydra files are read.
     from omegaconf import OmegaConf
 
     for run in runs:
@@ -280,8 +207,6 @@ def write_report(
     note: str | None = None,
 ) -> list[tuple]:
     """Tables, figures, ``study.csv`` and ``README.md`` of the study in ``sweep``."""
-    from spikezip.plots import plot_mean_curves
-
     sweep, out_dir = Path(sweep), Path(out_dir)
     runs = [load_run(p) for p in find_runs([sweep])]
     results, missing = collect(runs)

@@ -11,6 +11,7 @@ from spikezip.baselines.qcfs import QCFS, to_if_snn, to_qcfs
 from spikezip.baselines.rate import calibrate_thresholds, to_rate_snn
 from spikezip.models import small_cnn
 from spikezip.snn import IFNeuron, measure_snn
+from spikezip.tasks import Classification
 
 
 def test_qcfs_activation_is_the_clip_floor_shift_formula():
@@ -79,7 +80,8 @@ def test_qcfs_measurement_reports_the_distance_at_every_t():
     x = torch.randn(16, 1, 28, 28, dtype=torch.float64)
     qcfs = _trained_qcfs(x)
     y = torch.randint(0, 10, (16,))
-    totals = measure_snn(to_if_snn(qcfs).double(), qcfs, [(x, y)], timesteps=64, progress=False)
+    snn = to_if_snn(qcfs).double()
+    totals = measure_snn(snn, qcfs, [(x, y)], timesteps=64, progress=False, task=Classification())
     errors = totals.output_error_per_t
     assert len(errors) == 64 and errors[-1] < errors[3]
     assert totals.settled == 0 and totals.agreement_per_t[-1] == totals.agreement

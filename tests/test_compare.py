@@ -21,7 +21,8 @@ def _fabricate(path: Path, overrides: list[str], accuracy: list[float], ann: flo
     OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
     method = next((o.split("=")[1] for o in overrides if o.startswith("method=")), "spikezip")
     report = {
-        "method": method, "exact": method == "spikezip", "ann_accuracy": ann, "qann_accuracy": qann,
+        "method": method, "exact": method == "spikezip", "task": "classification",
+        "ann_accuracy": ann, "qann_accuracy": qann,
         "snn_accuracy": accuracy, "t_eq_mean": 9.5, "t_eq_max": 11, "agreement": 1.0,
         "energy": {"snn_joules": [1e-6 * (t + 1) for t in range(len(accuracy))],
                    "ann_joules": 2e-5},

@@ -148,7 +148,7 @@ def _write_idx(folder, n_train=12, n_test=5, gz=True):
 
 
 def test_fashion_mnist_comes_from_the_system_package_when_root_lacks_it(tmp_path, monkeypatch):
-    import spikezip.data.datasets as datasets
+    import spikezip.data.classification as datasets
 
     system = _write_idx(tmp_path / "usr-share")
     monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", system)
@@ -186,7 +186,7 @@ def test_seeded_subsets_of_any_dataset():
 
 
 def test_missing_fashion_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
-    import spikezip.data.datasets as datasets
+    import spikezip.data.classification as datasets
 
     monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", tmp_path / "nowhere")
     with pytest.raises(DatasetNotFoundError) as err:

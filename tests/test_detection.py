@@ -9,8 +9,7 @@ import torch
 from conftest import realistic_qann
 from PIL import Image
 
-from spikezip.data import build_datasets
-from spikezip.data.datasets import DatasetNotFoundError
+from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.data.detection import coco, mnist_detection, pad_targets, unpad, voc
 from spikezip.detection.grid import Grid, postprocess
 from spikezip.detection.loss import assign, yolo_distillation, yolo_loss
@@ -307,8 +306,8 @@ def test_coco_reads_the_real_layout(tmp_path):
 
 
 def test_snn_detections_at_equilibrium_are_the_qanns():
-    from spikezip.detection.task import Detection
     from spikezip.snn import measure_snn
+    from spikezip.tasks import Detection
 
     torch.manual_seed(2)
     train, _, info = mnist_detection(train_size=6, val_size=1, image_size=64)

@@ -10,6 +10,7 @@ from spikezip.quant import QReLU
 from spikezip.snn import measure_snn, to_snn
 from spikezip.snn.energy import INPUT, EnergyMeter, ann_flops, fanout
 from spikezip.snn.feature_maps import FeatureMapMeter
+from spikezip.tasks import Classification
 
 
 def _net():
@@ -111,7 +112,9 @@ def test_feature_map_distance_reaches_zero_at_equilibrium():
     qann = realistic_qann(small_cnn(width=0.25), 4, x)
     snn = to_snn(qann).double()
     meter = FeatureMapMeter(snn, timesteps=30)
-    result = measure_snn(snn, qann, [(x, y)], timesteps=30, progress=False, meters=[meter])
+    result = measure_snn(
+        snn, qann, [(x, y)], timesteps=30, progress=False, meters=[meter], task=Classification()
+    )
     distances = meter.result()
     assert set(distances) == set(snn.neurons)
     for curve in distances.values():

@@ -93,17 +93,27 @@ SWEEP_WITH = {"study": ["experiment=fashion_study"], "variants": ["model=resnet2
 
 @pytest.mark.parametrize("sweep", _options("sweep"))
 def test_every_sweep_composes(sweep):
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
 
     with_ = SWEEP_WITH.get(sweep, [])
+    jobs = []
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"sweep={sweep}", *with_], return_hydra_config=True)
+        parser = OverridesParser.create()
+        loader = GlobalHydra.instance().config_loader()
+        for key, values in cfg.hydra.sweeper.params.items():
+            override = parser.parse_override(f"{key}={values}")
+            if isinstance(override.value(), Glob):  # every option of a group: ablation=glob(*)
+                values = override.value().filter(loader.get_group_options(key))
+            else:
+                values = list(override.sweep_string_iterator())
+            jobs += [f"{key}={value}" for value in values]
     assert cfg.hydra.sweeper.params  # the swept axes
-    parser = OverridesParser.create()
-    for key, values in cfg.hydra.sweeper.params.items():
-        for value in parser.parse_override(f"{key}={values}").sweep_string_iterator():
-            # Every job of the sweep composes and passes the schema's checks.
-            validate(_compose(overrides=[*with_, f"{key}={value}"]))
+    for job in jobs:
+        # Every job of the sweep composes and passes the schema's checks.
+        validate(_compose(overrides=[*with_, job]))
 
 
 def test_convert_and_evaluate_configs_compose():
@@ -204,7 +214,7 @@ def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
 
 
 def test_convert_refuses_a_non_equivalent_snn(debug_run, tmp_path, monkeypatch):
-    import spikezip.methods as methods
+    import spikezip.methods.spikezip as methods
 
     run_dir, _ = debug_run
     real = methods.to_snn

@@ -12,7 +12,6 @@ from spikezip.quant import QReLU
 from spikezip.snn import (
     IFNeuron,
     NeuronRule,
-    SNNMeasurement,
     UnsupportedLayerError,
     check_equivalence,
     if_step,
@@ -21,7 +20,7 @@ from spikezip.snn import (
 )
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
-from spikezip.tasks import Classification
+from spikezip.tasks import Classification, ClassificationMeasurement
 
 
 def test_if_step_resets_by_subtraction_and_fires_unsigned():
@@ -71,7 +70,14 @@ def test_another_neuron_and_a_constant_input_run_through_every_shared_piece():
     energy = EnergyMeter(snn, (1, 28, 28), timesteps=16)
     maps = FeatureMapMeter(snn, timesteps=16)
     totals = measure_snn(
-        snn, qann, [(x, y)], timesteps=16, max_timesteps=16, progress=False, meters=[energy, maps]
+        snn,
+        qann,
+        [(x, y)],
+        timesteps=16,
+        max_timesteps=16,
+        progress=False,
+        meters=[energy, maps],
+        task=Classification(),
     )
     assert totals.settled == 0 and totals.t_eq_max == -1 and totals.count == 12
     result = energy.result(ann_flops(qann, (1, 28, 28)))
@@ -104,7 +110,14 @@ def test_measurements_of_parts_add_up_to_the_whole():
     def measure(batches):
         energy, maps = EnergyMeter(snn, (1, 28, 28), 12), FeatureMapMeter(snn, 12)
         totals = measure_snn(
-            snn, qann, batches, timesteps=12, progress=False, meters=[energy, maps], ann=qann
+            snn,
+            qann,
+            batches,
+            timesteps=12,
+            progress=False,
+            meters=[energy, maps],
+            ann=qann,
+            task=Classification(),
         )
         return totals, energy, maps
 
@@ -119,7 +132,7 @@ def test_measurements_of_parts_add_up_to_the_whole():
         flat = torch.cat([t.double().flatten() for t in tensors])
         return lambda t: t + flat
 
-    fields = [f.name for f in dataclasses.fields(SNNMeasurement) if f.name != "task"]
+    fields = [f.name for f in dataclasses.fields(ClassificationMeasurement) if f.name != "task"]
     first.all_reduce(plus([getattr(second, f) for f in fields]))
     for field in fields:  # counts: exactly the same, however the data were split
         if field == "output_error":  # a real-valued sum: equal up to rounding

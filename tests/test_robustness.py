@@ -373,8 +373,8 @@ def test_a_gpu_run_without_cuda_fails_before_training(tmp_path):
 
 
 def test_a_run_directory_of_another_version_is_named(uninterrupted):
-    from spikezip.artifacts import read_json
     from spikezip.config import check_same_run
+    from spikezip.io import read_json
 
     run_dir, _ = uninterrupted
     identity = read_json(run_dir / "run_identity.json")

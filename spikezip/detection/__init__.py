@@ -1,1 +1,2 @@
-"""Object detection: YOLO output decoding, loss, mAP, and the detection task."""
+"""Object detection: YOLO output decoding, loss and mAP (its task:
+:mod:`spikezip.tasks.detection`)."""

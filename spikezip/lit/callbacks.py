@@ -23,7 +23,7 @@ class SNNConversionCallback(pl.Callback):
     shared out between the trainer's processes,
     and log ``snn/acc_t001`` ... ``snn/acc_tNNN``, ``snn/t_eq_mean``, ``snn/t_eq_max``,
     ``snn/agreement`` and ``snn/qann_acc`` (a detector: ``snn/map50_t001``, ... and
-    ``snn/qann_map50``: :class:`spikezip.detection.task.DetectionMeasurement`). Writes
+    ``snn/qann_map50``: :class:`spikezip.tasks.DetectionMeasurement`). Writes
     ``acc_vs_timestep.csv`` and ``.png`` (``map_vs_timestep``) in ``out_dir`` (default: the
     trainer's log directory) and, with a W&B logger, a table and a line plot. The sums are
     reduced over the trainer's processes.
@@ -113,10 +113,12 @@ class SNNConversionCallback(pl.Callback):
 
 def log_curve(logger, curve: Curve, key: str) -> None:
     """A score-vs-T table and line plot for a W&B logger (other loggers: nothing)."""
+    # Lightning loads only with a W&B logger to check for.
     from lightning.pytorch.loggers import WandbLogger
 
     if not isinstance(logger, WandbLogger):
         return
+    # W&B (optional, slow to import) loads only when a run logs to it.
     import wandb
 
     rows = [[t, v] for t, v in zip(curve.timesteps, curve.values, strict=True)]

@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from spikezip.artifacts import atomic_write
 from spikezip.errors import SpikeZIPError
+from spikezip.io import atomic_write
 from spikezip.pet import PathQReLU
 from spikezip.quant import QReLU
 

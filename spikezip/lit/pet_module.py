@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -13,19 +12,13 @@ from torch import Tensor, nn
 from torch.fx.experimental.optimization import fuse
 
 from spikezip.config import to_plain
-from spikezip.methods import MethodConfig, MethodName, method_of
+from spikezip.methods import MethodConfig, method_of
 from spikezip.models import build_model
 from spikezip.optim import configure
 from spikezip.pet import EnsembleLoss, PathsResult, PETConfig, backward_paths
 from spikezip.pet.paths import fine_tuning_model
 from spikezip.snn import SpikingNetwork
 from spikezip.tasks import task_for
-
-
-def path_names(levels: Sequence[int]) -> list[str]:
-    """Metric suffixes per path: ``l8``, ``l4``, ``l2`` (the levels never repeat)."""
-    return [f"l{n}" for n in levels]
-
 
 # The frozen teacher stays in eval mode on purpose; Lightning warns about any such module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", module="lightning")
@@ -75,16 +68,16 @@ class PETModule(pl.LightningModule):
         self.save_hyperparameters(hparams)
         self.config, self.method = config, method
         teacher = copy.deepcopy(teacher) if teacher is not None else build_model(**arch)
-        self.pet = fine_tuning_model(teacher, config, method_of(method.name))
+        self.conversion = method_of(method)
+        self.pet = fine_tuning_model(teacher, config, self.conversion)
         self.teacher = teacher.eval().requires_grad_(False)
         task = task_for(arch)
-        baseline = method.name is not MethodName.spikezip
-        if baseline:  # one path: its weight in eq. 6 is 1
+        if not self.conversion.ensemble:  # one path: its weight in eq. 6 is 1
             config = dataclasses.replace(config, levels=self.pet.levels)
         self.loss = EnsembleLoss(config, task)
         self.score = task.score_name  # acc, or a detector's map50
         self.optim = config.optimizer
-        self.names = [method.name.value] if baseline else path_names(self.pet.levels)
+        self.names = self.conversion.path_names(self.pet.levels)
         self.automatic_optimization = False  # see training_step
         stages = ("train", "val") if task.score_on_training else ("val",)
         keys = [f"{stage}_{name}" for stage in stages for name in self.names]
@@ -122,13 +115,13 @@ class PETModule(pl.LightningModule):
     def to_spiking(self, qann: nn.Module, encoding, calibration=None) -> SpikingNetwork:
         """The SNN of an exported network, as the method converts it (the rate method
         calibrates its thresholds on ``calibration`` batches, which it then needs)."""
-        if self.method.name is MethodName.rate and calibration is None:
+        if self.conversion.calibrates and calibration is None:
             raise ValueError(
-                "the rate method sets its thresholds on training batches: give them as "
-                "calibration (SNNConversionCallback(calibration=calibration_data(train)))"
+                f"the {self.conversion.name} method sets its thresholds on training batches: "
+                "give them as calibration "
+                "(SNNConversionCallback(calibration=calibration_data(train)))"
             )
-        method = method_of(self.method.name)
-        return method.convert(
+        return self.conversion.convert(
             qann, encoding=encoding, calibration=calibration, settings=self.method
         )
 

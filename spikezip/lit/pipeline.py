@@ -24,17 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from spikezip.artifacts import (
-    copy_file,
-    file_lock,
-    load_ann,
-    load_qann,
-    load_snn,
-    read_json,
-    save_ann,
-    save_qann,
-    write_json,
-)
+from spikezip.artifacts import load_ann, load_qann, load_snn, save_ann, save_qann
 from spikezip.config import (
     TEACHER_KEYS,
     ConfigError,
@@ -47,16 +37,17 @@ from spikezip.config import (
     validate,
 )
 from spikezip.conversion import convert_and_prove
-from spikezip.data import EpochShuffle
+from spikezip.data import EpochShuffle, build_datasets
 from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
 from spikezip.evaluation import evaluate_snn, evaluation_batches
+from spikezip.io import copy_file, file_lock, read_json, write_json
 from spikezip.lit.callbacks import SNNConversionCallback, log_curve
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
-from spikezip.methods import MethodName, calibration_data
+from spikezip.methods import calibration_data, method_of
 from spikezip.models import build_model
-from spikezip.snn.measure import Curve
+from spikezip.tasks import curve_of
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +65,11 @@ class Run:
     wandb: WandbLogger | None = None
 
     def calibration(self) -> DataLoader | None:
-        """The batches the rate method calibrates its thresholds on (the training split
-        without augmentation, as ``convert.py`` uses); None for the other methods."""
-        if self.cfg.method.name is not MethodName.rate:
+        """The batches a calibrating method (rate coding) sets its thresholds on (the
+        training split without augmentation, as ``convert.py`` uses); None for the others."""
+        if not method_of(self.cfg.method).calibrates:
             return None
-        train, _, _ = self.cfg.data.build(augment=False)
+        train, _, _ = build_datasets(**self.cfg.data.keywords(augment=False))
         return calibration_data(train)
 
     def loggers(self, stage: str) -> list:
@@ -158,7 +149,7 @@ def _finished_epochs(checkpoint: Path) -> int:
 
 def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
     d = cfg.data
-    train, val, info = d.build()
+    train, val, info = build_datasets(**d.keywords())
     workers = {
         "num_workers": d.num_workers,
         "persistent_workers": d.num_workers > 0,
@@ -380,7 +371,7 @@ def _stages(run: Run) -> dict:
         max_accuracy_drop=cfg.pet.max_accuracy_drop,
     )
     if run.wandb is not None:
-        curve = Curve.of_report(summary)
+        curve = curve_of(summary)
         score = "acc" if curve.key == "accuracy" else curve.key  # as snn/qann_acc is named
         final = {f"final/qann_{score}": curve.reference}
         for key in ("agreement", "identical"):  # how far from the QANN, at equilibrium

@@ -14,6 +14,7 @@ def load_torchvision_weights(model: nn.Module, arch: str) -> nn.Module:
         RuntimeError: the weights cannot be fetched, or the model's shapes differ
             (``num_classes`` other than 1000, or a width multiplier other than 1).
     """
+    # torchvision loads only for its own models and weights.
     import torchvision
 
     weights = torchvision.models.get_model_weights(arch).DEFAULT

@@ -120,19 +120,13 @@ def _head_set(cin: int, mid: int) -> nn.Sequential:
 class YOLO(nn.Module):
     """Base of the detectors: the output layout and its flattening. ``image_size``: the
     input side the detector is trained at, which its output rows depend on
-    (:meth:`grid`)."""
+    (:class:`spikezip.detection.grid.Grid` decodes them)."""
 
     def __init__(self, name: str, num_classes: int, anchors, image_size: int):
         super().__init__()
         self.num_classes = num_classes
         self.image_size = image_size
         self.heads = heads_of(name, anchors)
-
-    def grid(self):
-        """The :class:`spikezip.detection.grid.Grid` that decodes this detector's output."""
-        from spikezip.detection.grid import Grid
-
-        return Grid(self.heads, self.image_size)
 
     def _flatten(self, outputs: Sequence[Tensor]) -> Tensor:
         """``[B, A*(5+C), H, W]`` per scale -> ``[B, sum(A*H*W), 5+C]`` (linear)."""

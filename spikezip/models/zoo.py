@@ -21,6 +21,7 @@ LIST_HINT = (
 def classifier_names() -> list[str]:
     """The names of torchvision's image classifiers (``torchvision.models`` itself; not
     its detection, segmentation, video or quantized sub-packages)."""
+    # torchvision loads only for its own models and weights.
     import torchvision
 
     return torchvision.models.list_models(module=torchvision.models)
@@ -56,6 +57,7 @@ def torchvision_classifier(
     Raises:
         ValueError: an unknown name, a width other than 1 or inputs that are not RGB.
     """
+    # torchvision loads only for its own models and weights.
     import torchvision
 
     check_classifier(name)

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from spikezip.artifacts import CheckpointError, load_checkpoint
+from spikezip.io import CheckpointError, load_checkpoint
 from spikezip.methods import method_of
 from spikezip.models import build_model
 from spikezip.pet.config import PETConfig

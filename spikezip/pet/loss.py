@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from spikezip.pet.config import Label, PETConfig
-from spikezip.tasks import Classification, Task
+from spikezip.tasks.base import Task
+from spikezip.tasks.classification import Classification
 
 
 class EnsembleLoss(nn.Module):

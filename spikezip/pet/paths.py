@@ -16,9 +16,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from spikezip.methods import Method, MethodName
+from spikezip.methods import Method
 from spikezip.pet.config import PETConfig, Sharing, check_path_levels
-from spikezip.quant import to_qann
 from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize
 from spikezip.settings import choice
 
@@ -197,16 +196,15 @@ def to_pet(
 
 
 def fine_tuning_model(teacher: nn.Module, config: PETConfig, method: Method) -> PETModel:
-    """What a run fine-tunes from the teacher: for SpikeZIP the PET model of its QANN
-    (all ``config.levels`` paths); for a baseline its own ANN (:meth:`Method.student`,
-    with ``L = config.levels[0]``) as a single path, trained with the same loss, epochs and
+    """What a run fine-tunes from the teacher: for a method trained by the ensemble
+    (:attr:`Method.ensemble`, SpikeZIP) the PET model of its student (all
+    ``config.levels`` paths); for the others their own ANN (:meth:`Method.student`, with
+    ``L = config.levels[0]``) as a single path, trained with the same loss, epochs and
     optimizer."""
     levels = config.levels
-    if method.name is MethodName.spikezip:
+    student = method.student(teacher, levels[0])
+    if method.ensemble:
         return to_pet(
-            to_qann(teacher, levels[0]),
-            levels,
-            scale_sharing=config.scale_sharing,
-            bn_sharing=config.bn_sharing,
+            student, levels, scale_sharing=config.scale_sharing, bn_sharing=config.bn_sharing
         )
-    return PETModel(method.student(teacher, levels[0]), levels[:1], PathSelector())
+    return PETModel(student, levels[:1], PathSelector())

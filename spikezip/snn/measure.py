@@ -1,4 +1,6 @@
-"""An SNN measured over a dataset at every time-step, from one simulation per batch.
+"""The measurement engine: an SNN measured over a dataset at every time-step, from one
+simulation per batch. It knows no task: each task (:mod:`spikezip.tasks`) supplies the
+:class:`Measurement` that scores the outputs.
 
 Everything measured is a sum over samples (correct counts per T, agreement, a histogram
 of ``T_eq``, the meters' spike and distance totals), so the measurements of several
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -18,7 +20,6 @@ from torch import Tensor, nn
 
 from spikezip.snn.network import MAX_TIMESTEPS, Simulation, SpikingNetwork
 from spikezip.snn.reference import run_with_activations
-from spikezip.tasks import Classification, Task
 
 # Adds a tensor over all processes (e.g. ``trainer.strategy.reduce(t, reduce_op="sum")``);
 # the identity when one process holds all the data.
@@ -92,21 +93,6 @@ class Curve:
     values: list[float]
     reference: float | None
 
-    @classmethod
-    def of_report(cls, summary: dict) -> Curve:
-        """The curve of an ``snn_eval.json`` (a classifier's accuracy at every T, or a
-        detector's mAP@0.5 at the T it was measured at)."""
-        if "snn_map50" in summary:
-            return cls(
-                "mAP@0.5", "map50", "map_vs_timestep", summary["map_timesteps"],
-                summary["snn_map50"], summary["qann_map50"],
-            )  # fmt: skip
-        accuracy = summary["snn_accuracy"]
-        steps = list(range(1, len(accuracy) + 1))
-        return cls(
-            "accuracy", "accuracy", "acc_vs_timestep", steps, accuracy, summary["qann_accuracy"]
-        )
-
 
 class Equilibrium:
     """The ``T_eq`` statistics every measurement shares, from its ``samples`` and
@@ -146,7 +132,8 @@ class Equilibrium:
 
 
 class Measurement(Protocol):
-    """What :func:`measure_snn` accumulates for one task (:meth:`Task.measurement`)."""
+    """What :func:`measure_snn` accumulates for one task
+    (:meth:`spikezip.tasks.Task.measurement`)."""
 
     def add(
         self,
@@ -175,132 +162,18 @@ class Measurement(Protocol):
         ...
 
 
+class Measured(Protocol):
+    """What :func:`measure_snn` needs of a task: an empty measurement of an SNN at
+    ``T = 1..timesteps`` whose samples settle by ``horizon``."""
+
+    def measurement(self, timesteps: int, horizon: int) -> Measurement: ...
+
+
 def output_error(estimate: Tensor, reference: Tensor) -> Tensor:
     """``[T]`` per sample ``|estimate - reference|_1 / |reference|_1``, summed over the batch."""
     error = (estimate - reference).abs().flatten(2).sum(-1)
     scale = reference.abs().flatten(1).sum(-1).clamp_min(torch.finfo(reference.dtype).tiny)
     return (error / scale).sum(-1).double().cpu()
-
-
-@dataclass
-class SNNMeasurement(Equilibrium):
-    """A classifier's measurement: sums over the samples measured (float64 counts; see
-    :meth:`all_reduce`).
-
-    Attributes:
-        correct: ``[timesteps]`` samples the SNN got right at ``T = 1..timesteps``.
-        reference_correct: samples the ANN it came from (the QANN) got right.
-        agree: samples whose SNN prediction (at equilibrium, or after the last step
-            simulated where not reached) is the QANN's.
-        samples: samples measured.
-        t_eq_counts: ``[horizon + 1]`` samples that reached equilibrium at ``T_eq = i``;
-            the others never did within the horizon.
-        ann_correct, ann_samples: the same for the full-precision ANN, when one was given.
-        agree_per_t: ``[timesteps]`` samples whose SNN prediction after T steps is the QANN's.
-        output_error: ``[timesteps]`` per sample, ``|estimate - QANN output|_1 /
-            |QANN output|_1`` after T steps, summed (the estimate is the accumulated output,
-            or its rate for a constant input: :meth:`Release.estimate`).
-        task: how outputs are scored (not a sum: left out of :meth:`all_reduce`).
-    """
-
-    correct: Tensor
-    reference_correct: Tensor
-    agree: Tensor
-    samples: Tensor
-    t_eq_counts: Tensor
-    ann_correct: Tensor
-    ann_samples: Tensor
-    agree_per_t: Tensor
-    output_error: Tensor
-    task: Classification = field(default_factory=Classification, repr=False)
-
-    @classmethod
-    def zeros(
-        cls, timesteps: int, horizon: int, task: Classification | None = None
-    ) -> SNNMeasurement:
-        def z(*shape):
-            return torch.zeros(shape, dtype=torch.float64)
-
-        return cls(
-            z(timesteps), z(), z(), z(), z(horizon + 1), z(), z(), z(timesteps), z(timesteps),
-            task or Classification(),
-        )  # fmt: skip
-
-    def add(self, sim, estimate, reference, targets, ann_outputs) -> None:
-        task = self.task
-        self.correct += task.correct(sim.outputs, targets).double().cpu()
-        self.agree_per_t += task.agree(estimate, reference).double().cpu()
-        self.output_error += output_error(estimate, reference)
-        self.reference_correct += float(task.correct(reference, targets))
-        self.agree += float(task.agree(sim.final, reference))
-        self._add_equilibrium(sim)
-        if ann_outputs is not None:
-            self.ann_correct += float(task.correct(ann_outputs, targets))
-            self.ann_samples += len(targets)
-
-    def all_reduce(self, reduce_sum: ReduceSum) -> SNNMeasurement:
-        """Sum every count over processes (``reduce_sum`` adds one tensor), in place."""
-        names = [f.name for f in fields(self) if f.name != "task"]
-        totals = sum_across([getattr(self, n) for n in names], reduce_sum)
-        for name, total in zip(names, totals, strict=True):
-            setattr(self, name, total)
-        return self
-
-    @property
-    def snn_accuracy(self) -> list[float]:
-        """Accuracy at ``T = 1..timesteps`` (index ``T - 1``)."""
-        return (self.correct / max(self.count, 1)).tolist()
-
-    @property
-    def qann_accuracy(self) -> float:
-        return float(self.reference_correct) / max(self.count, 1)
-
-    @property
-    def ann_accuracy(self) -> float | None:
-        """The full-precision ANN's accuracy, if one was measured."""
-        return float(self.ann_correct / self.ann_samples) if self.ann_samples else None
-
-    @property
-    def agreement(self) -> float:
-        return float(self.agree) / max(self.count, 1)
-
-    @property
-    def agreement_per_t(self) -> list[float]:
-        """Argmax agreement with the QANN after ``T = 1..timesteps`` steps."""
-        return (self.agree_per_t / max(self.count, 1)).tolist()
-
-    @property
-    def output_error_per_t(self) -> list[float]:
-        """Mean relative L1 distance to the QANN's output after ``T = 1..timesteps`` steps."""
-        return (self.output_error / max(self.count, 1)).tolist()
-
-    def metrics(self, prefix: str = "snn/") -> dict[str, float]:
-        """Flat scalars for loggers: ``acc_t001`` ... per T, T_eq mean / max, agreement."""
-        out = {f"{prefix}acc_t{t:03d}": acc for t, acc in enumerate(self.snn_accuracy, 1)}
-        out[f"{prefix}t_eq_mean"] = self.t_eq_mean
-        out[f"{prefix}t_eq_max"] = float(self.t_eq_max)
-        out[f"{prefix}agreement"] = self.agreement
-        out[f"{prefix}qann_acc"] = self.qann_accuracy
-        return out
-
-    def report(self) -> dict:
-        return {
-            "ann_accuracy": self.ann_accuracy,
-            "qann_accuracy": self.qann_accuracy,
-            "snn_accuracy": self.snn_accuracy,
-            "agreement": self.agreement,
-            "agreement_per_t": self.agreement_per_t,  # how far from its ANN, at every T
-            "output_error_per_t": self.output_error_per_t,
-        }
-
-    def curve(self) -> Curve:
-        steps = list(range(1, len(self.correct) + 1))
-        return Curve(
-            "accuracy", "accuracy", "acc_vs_timestep", steps, self.snn_accuracy, self.qann_accuracy
-        )
-
-    def quality(self) -> tuple[str, float | None, float]:
-        return "accuracy", self.ann_accuracy, self.qann_accuracy
 
 
 @torch.no_grad()
@@ -314,11 +187,11 @@ def measure_snn(
     limit_batches: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    task: Measured,
     meters: Sequence[Meter] = (),
-    task: Task | None = None,
     ann: nn.Module | None = None,
 ) -> Measurement:
-    """The task's score at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
+    """``task``'s score at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
 
     Each batch is simulated once for ``max(timesteps, max_timesteps)`` steps (steps after
     every sample settled cost nothing), or for ``timesteps`` when the input keeps coming
@@ -327,7 +200,6 @@ def measure_snn(
     mode, and so does ``ann`` (its full-precision teacher) if given. ``meters`` see every
     batch and step. Returns this process's sums.
     """
-    task = task or Classification()
     settles = snn.release_steps is not None
     horizon = max(timesteps, max_timesteps) if settles else timesteps
     dtype = snn.dtype

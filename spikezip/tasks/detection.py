@@ -16,6 +16,7 @@ from torch import Tensor
 from spikezip.detection.grid import Detections, Grid
 from spikezip.detection.loss import yolo_distillation, yolo_loss
 from spikezip.detection.metric import MAP50, DetectionMAP
+from spikezip.models.yolo import heads_of
 from spikezip.snn.measure import Curve, Equilibrium, ReduceSum, output_error, sum_across
 from spikezip.snn.network import Simulation
 
@@ -37,14 +38,13 @@ class Detection:
 
     grid: Grid
     num_classes: int
+    name = "detection"
     score_name = "map50"
     score_on_training = False
 
     @classmethod
     def of(cls, arch: dict) -> Detection:
         """The task of the detector built from ``arch`` (its heads at its input size)."""
-        from spikezip.models.yolo import heads_of
-
         heads = heads_of(arch["name"], arch.get("anchors"))
         return cls(Grid(heads, arch["image_size"]), arch["num_classes"])
 
@@ -59,6 +59,18 @@ class Detection:
 
     def measurement(self, timesteps: int, horizon: int) -> DetectionMeasurement:
         return DetectionMeasurement.zeros(self, timesteps, horizon)
+
+    @staticmethod
+    def curve_of(report: dict) -> Curve:
+        """mAP@0.5 at the T measured, of an ``snn_eval.json``."""
+        return Curve(
+            "mAP@0.5",
+            "map50",
+            "map_vs_timestep",
+            report["map_timesteps"],
+            report["snn_map50"],
+            report["qann_map50"],
+        )
 
 
 def identical(a: Detections, b: Detections, tolerance: float) -> bool:

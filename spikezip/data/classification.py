@@ -1,4 +1,4 @@
-"""The datasets SpikeZIP trains on, by name: train / validation splits and their shapes.
+"""The classification datasets: train / validation splits of labelled images.
 
 ``mnist5k`` (embedded, default) and ``digits`` need no files. ``fashion_mnist``,
 ``cifar10`` and ``cifar100`` read torchvision's on-disk format under ``root``
@@ -10,22 +10,17 @@ seeded random subset (:func:`subset`), so a study fits a CPU budget.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+import torchvision
+from torch.utils.data import Dataset, TensorDataset
+from torchvision import datasets
+from torchvision import transforms as T
+from torchvision.datasets import FashionMNIST
 
+from spikezip.data.base import DatasetInfo, DatasetNotFoundError, extract, subset
 from spikezip.data.mnist5k import load_mnist5k
-from spikezip.errors import SpikeZIPError
-
-log = logging.getLogger(__name__)
-
-CLASSIFICATION_DATASETS = ("mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "imagenet")
-# Object detection (spikezip.data.detection): images with boxes.
-DETECTION_DATASETS = ("mnist_detection", "voc", "coco")
-DATASETS = CLASSIFICATION_DATASETS + DETECTION_DATASETS
 
 # Where Debian/Ubuntu's dataset-fashion-mnist package puts the four original .gz files.
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -36,20 +31,6 @@ _CIFAR_STATS = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-class DatasetNotFoundError(SpikeZIPError, FileNotFoundError):
-    """A dataset that is not where the configuration says; the message says how to get it."""
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about its inputs and labels."""
-
-    num_classes: int
-    in_channels: int
-    image_size: int
-    task = "classification"
 
 
 INFO = {
@@ -64,6 +45,7 @@ INFO = {
 
 def _digits(seed: int) -> tuple[Dataset, Dataset]:
     """scikit-learn's 1,797 8x8 digits, values 0..16 scaled to [0, 1]; seeded 80/20 split."""
+    # scikit-learn (slow to import) loads only for its digits.
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -75,8 +57,6 @@ def _digits(seed: int) -> tuple[Dataset, Dataset]:
 
 
 def _cifar(name: str, root: Path, download: bool, augment: bool) -> tuple[Dataset, Dataset]:
-    import torchvision
-    from torchvision import transforms as T
 
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     mean, std = _CIFAR_STATS[name]
@@ -110,8 +90,6 @@ def _fashion_mnist(root: Path, download: bool, augment: bool) -> tuple[Dataset, 
     """torchvision's ``FashionMNIST`` under ``root``. Without it there (and without
     ``download``), the system package's ``.gz`` files are extracted into ``root`` first,
     as a download would be."""
-    from torchvision import transforms as T
-    from torchvision.datasets import FashionMNIST
 
     raw = root / FashionMNIST.__name__ / "raw"
     gzipped = [name for name, _ in FashionMNIST.resources]  # the four *-idx?-ubyte.gz
@@ -126,7 +104,7 @@ def _fashion_mnist(root: Path, download: bool, augment: bool) -> tuple[Dataset, 
                 "dataset-fashion-mnist), run with data.download=true on a machine with "
                 f"internet, or put the four files of {FashionMNIST.mirrors[0]} in {raw.resolve()}/."
             )
-        _extract(system, raw)
+        extract(system, raw)
     normalize = [T.ToTensor(), T.Normalize(*_FASHION_MNIST_STATS)]
     train_tf = [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()] if augment else []
     try:
@@ -145,27 +123,7 @@ def _fashion_mnist(root: Path, download: bool, augment: bool) -> tuple[Dataset, 
     return train, val
 
 
-def _extract(archives: list[Path], folder: Path) -> None:
-    """Decompress ``.gz`` files into ``folder``, each appearing whole or not at all."""
-    from spikezip.artifacts import decompress
-
-    log.info("extracting %s into %s", archives[0].parent, folder)
-    for archive in archives:
-        decompress(archive, folder / archive.name.removesuffix(".gz"))
-
-
-def subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
-    """A seeded random ``size`` of ``dataset``'s samples, in their stored order (all of it
-    when ``size`` is None or not smaller)."""
-    if size is None or size >= len(dataset):
-        return dataset
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    return Subset(dataset, sorted(order[:size].tolist()))
-
-
 def _imagenet(root: Path, image_size: int) -> tuple[Dataset, Dataset]:
-    from torchvision import datasets
-    from torchvision import transforms as T
 
     for split in ("train", "val"):
         if not (root / split).is_dir():
@@ -191,7 +149,7 @@ def _imagenet(root: Path, image_size: int) -> tuple[Dataset, Dataset]:
     return train, val
 
 
-def build_datasets(
+def build_classification(
     name: str,
     root: str | Path = "data",
     download: bool = False,
@@ -200,27 +158,10 @@ def build_datasets(
     *,
     train_size: int | None = None,
     val_size: int | None = None,
-    **detection,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
-    """``(train, val, info)`` for dataset ``name`` (one of :data:`DATASETS`); with
-    ``train_size`` / ``val_size``, seeded random subsets of that many samples (by ``seed``).
-    ``detection``: the keywords only detection sets take (``image_size``, ``max_objects``,
-    ``train_split``, ``val_split``: :func:`spikezip.data.detection.build_detection`).
-
-    Raises:
-        DatasetNotFoundError: files missing under ``root``; says where it looked.
-    """
-    name = str(name)
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    sizes = {"train_size": train_size, "val_size": val_size}
-    if name in DETECTION_DATASETS:
-        from spikezip.data.detection import build_detection
-
-        return build_detection(name, root, download, augment, seed, **sizes, **detection)
-    given = [key for key, value in detection.items() if value is not None]
-    if given:
-        raise ValueError(f"{given[0]} applies to detection datasets, not to {name}")
+    """``(train, val, info)`` of classification set ``name`` (what
+    :func:`spikezip.data.build_datasets` returns for it), cut to seeded random subsets of
+    ``train_size`` / ``val_size`` samples if given."""
     root = Path(root)
     if name == "mnist5k":
         train, val = load_mnist5k(seed=seed)

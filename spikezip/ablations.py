@@ -1,0 +1,62 @@
+"""The ablation study's plan, read from ``ablations.yaml`` beside this file: its settings
+(the options of the config group ``ablation``), the paper's panels that show them and the
+claims the study checks. The one place each setting is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PLAN = Path(__file__).with_name("ablations.yaml")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One figure or table of the paper: its rows are settings (``ablation`` options)."""
+
+    key: str
+    title: str
+    rows: tuple[tuple[str, str], ...]  # (label, ablation)
+    figure: bool = False
+
+
+@dataclass(frozen=True)
+class Check:
+    """The paper expects ``higher``'s ``measure`` above ``lower``'s."""
+
+    higher: str
+    lower: str
+    measure: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    panel: str
+    text: str
+    checks: tuple[Check, ...]
+
+
+def _read(path: Path) -> tuple[dict[str, dict], tuple[Panel, ...], tuple[Claim, ...]]:
+    plan = yaml.safe_load(path.read_text())
+    settings = {str(name): node for name, node in plan["settings"].items()}
+    panels = tuple(
+        Panel(p["key"], p["title"], tuple((str(a), str(b)) for a, b in p["rows"]), p["figure"])
+        for p in ({"figure": False, **p} for p in plan["panels"])
+    )
+    claims = tuple(
+        Claim(c["panel"], c["text"], tuple(Check(*map(str, check)) for check in c["checks"]))
+        for c in plan["claims"]
+    )
+    named = {a for p in panels for _, a in p.rows}
+    named |= {x for c in claims for check in c.checks for x in (check.higher, check.lower)}
+    if named != set(settings):
+        raise ValueError(
+            f"{path}: the panels and claims name {sorted(named - set(settings))} that are no "
+            f"setting, and no panel or claim names {sorted(set(settings) - named)}"
+        )
+    return settings, panels, claims
+
+
+SETTINGS, PANELS, CLAIMS = _read(PLAN)

@@ -1,0 +1,43 @@
+"""Configuration: the options (:mod:`~spikezip.config.choices`), the schema
+(:mod:`~spikezip.config.schema`), its building from a composed config
+(:mod:`~spikezip.config.build`), a run's identity (:mod:`~spikezip.config.identity`) and
+what Hydra is told (:mod:`~spikezip.config.hydra`). Importable without Hydra."""
+
+from spikezip.config.build import to_plain, validate
+from spikezip.config.choices import DType, Library, TaskName, TeacherSource, VGGVariant
+from spikezip.config.hydra import record_hydra_run, register_configs
+from spikezip.config.identity import IDENTITY_FORMAT, TEACHER_KEYS, check_same_run, run_identity
+from spikezip.config.schema import (
+    ConvertConfig,
+    DataConfig,
+    EvaluateConfig,
+    ModelConfig,
+    SimulationConfig,
+    SNNConfig,
+    TrainConfig,
+)
+from spikezip.settings import ConfigError
+
+__all__ = [
+    "IDENTITY_FORMAT",
+    "TEACHER_KEYS",
+    "ConfigError",
+    "ConvertConfig",
+    "DType",
+    "DataConfig",
+    "EvaluateConfig",
+    "Library",
+    "ModelConfig",
+    "SNNConfig",
+    "SimulationConfig",
+    "TaskName",
+    "TeacherSource",
+    "TrainConfig",
+    "VGGVariant",
+    "check_same_run",
+    "record_hydra_run",
+    "register_configs",
+    "run_identity",
+    "to_plain",
+    "validate",
+]

@@ -1,0 +1,205 @@
+"""Classification: class scores ``[B, C]`` against integer labels ``[B]``, and an SNN's
+accuracy at every time-step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spikezip.snn.measure import Curve, Equilibrium, ReduceSum, output_error, sum_across
+
+if TYPE_CHECKING:  # torchmetrics imports matplotlib: only the training modules need it
+    from torchmetrics import Metric
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Class scores ``[B, C]``, integer labels ``[B]``; the prediction is the argmax.
+
+    ``num_classes`` is needed only for :meth:`metric`.
+    """
+
+    num_classes: int | None = None
+    name = "classification"
+    score_name = "acc"
+    score_on_training = True
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets)
+
+    def distillation(self, outputs: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+        """``KL(softmax(teacher / tau) || softmax(outputs / tau)) * tau^2`` (batch mean)."""
+        tau = temperature
+        kl = F.kl_div(
+            F.log_softmax(outputs / tau, -1),
+            F.log_softmax(teacher.detach() / tau, -1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return kl * tau**2
+
+    def metric(self) -> Metric:
+        # torchmetrics imports matplotlib: loaded only by the training modules that log it
+        from torchmetrics.classification import MulticlassAccuracy
+
+        if self.num_classes is None:
+            raise ValueError("Classification.metric() needs num_classes")
+        return MulticlassAccuracy(self.num_classes, average="micro")
+
+    def predict(self, outputs: Tensor) -> Tensor:
+        return outputs.argmax(-1)
+
+    def correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Samples of ``outputs [..., B, C]`` predicted right, one count per leading index
+        (e.g. ``[T]`` for the outputs after each time-step). A sum, so it can be added over
+        batches and processes."""
+        return (self.predict(outputs) == targets).sum(-1)
+
+    def agree(self, outputs: Tensor, reference: Tensor) -> Tensor:
+        """Samples whose prediction from ``outputs`` is the one from ``reference``."""
+        return (self.predict(outputs) == self.predict(reference)).sum(-1)
+
+    def measurement(self, timesteps: int, horizon: int) -> ClassificationMeasurement:
+        return ClassificationMeasurement.zeros(timesteps, horizon, self)
+
+    @staticmethod
+    def curve_of(report: dict) -> Curve:
+        """Accuracy at every T of an ``snn_eval.json``."""
+        accuracy = report["snn_accuracy"]
+        steps = list(range(1, len(accuracy) + 1))
+        return Curve(
+            "accuracy", "accuracy", "acc_vs_timestep", steps, accuracy, report["qann_accuracy"]
+        )
+
+
+@dataclass
+class ClassificationMeasurement(Equilibrium):
+    """A classifier's measurement: sums over the samples measured (float64 counts; see
+    :meth:`all_reduce`).
+
+    Attributes:
+        correct: ``[timesteps]`` samples the SNN got right at ``T = 1..timesteps``.
+        reference_correct: samples the ANN it came from (the QANN) got right.
+        agree: samples whose SNN prediction (at equilibrium, or after the last step
+            simulated where not reached) is the QANN's.
+        samples: samples measured.
+        t_eq_counts: ``[horizon + 1]`` samples that reached equilibrium at ``T_eq = i``;
+            the others never did within the horizon.
+        ann_correct, ann_samples: the same for the full-precision ANN, when one was given.
+        agree_per_t: ``[timesteps]`` samples whose SNN prediction after T steps is the QANN's.
+        output_error: ``[timesteps]`` per sample, ``|estimate - QANN output|_1 /
+            |QANN output|_1`` after T steps, summed (the estimate is the accumulated output,
+            or its rate for a constant input: :meth:`Release.estimate`).
+        task: how outputs are scored (not a sum: left out of :meth:`all_reduce`).
+    """
+
+    correct: Tensor
+    reference_correct: Tensor
+    agree: Tensor
+    samples: Tensor
+    t_eq_counts: Tensor
+    ann_correct: Tensor
+    ann_samples: Tensor
+    agree_per_t: Tensor
+    output_error: Tensor
+    task: Classification = field(default_factory=Classification, repr=False)
+
+    @classmethod
+    def zeros(
+        cls, timesteps: int, horizon: int, task: Classification | None = None
+    ) -> ClassificationMeasurement:
+        def z(*shape):
+            return torch.zeros(shape, dtype=torch.float64)
+
+        return cls(
+            z(timesteps),
+            z(),
+            z(),
+            z(),
+            z(horizon + 1),
+            z(),
+            z(),
+            z(timesteps),
+            z(timesteps),
+            task or Classification(),
+        )
+
+    def add(self, sim, estimate, reference, targets, ann_outputs) -> None:
+        task = self.task
+        self.correct += task.correct(sim.outputs, targets).double().cpu()
+        self.agree_per_t += task.agree(estimate, reference).double().cpu()
+        self.output_error += output_error(estimate, reference)
+        self.reference_correct += float(task.correct(reference, targets))
+        self.agree += float(task.agree(sim.final, reference))
+        self._add_equilibrium(sim)
+        if ann_outputs is not None:
+            self.ann_correct += float(task.correct(ann_outputs, targets))
+            self.ann_samples += len(targets)
+
+    def all_reduce(self, reduce_sum: ReduceSum) -> ClassificationMeasurement:
+        """Sum every count over processes (``reduce_sum`` adds one tensor), in place."""
+        names = [f.name for f in fields(self) if f.name != "task"]
+        totals = sum_across([getattr(self, n) for n in names], reduce_sum)
+        for name, total in zip(names, totals, strict=True):
+            setattr(self, name, total)
+        return self
+
+    @property
+    def snn_accuracy(self) -> list[float]:
+        """Accuracy at ``T = 1..timesteps`` (index ``T - 1``)."""
+        return (self.correct / max(self.count, 1)).tolist()
+
+    @property
+    def qann_accuracy(self) -> float:
+        return float(self.reference_correct) / max(self.count, 1)
+
+    @property
+    def ann_accuracy(self) -> float | None:
+        """The full-precision ANN's accuracy, if one was measured."""
+        return float(self.ann_correct / self.ann_samples) if self.ann_samples else None
+
+    @property
+    def agreement(self) -> float:
+        return float(self.agree) / max(self.count, 1)
+
+    @property
+    def agreement_per_t(self) -> list[float]:
+        """Argmax agreement with the QANN after ``T = 1..timesteps`` steps."""
+        return (self.agree_per_t / max(self.count, 1)).tolist()
+
+    @property
+    def output_error_per_t(self) -> list[float]:
+        """Mean relative L1 distance to the QANN's output after ``T = 1..timesteps`` steps."""
+        return (self.output_error / max(self.count, 1)).tolist()
+
+    def metrics(self, prefix: str = "snn/") -> dict[str, float]:
+        """Flat scalars for loggers: ``acc_t001`` ... per T, T_eq mean / max, agreement."""
+        out = {f"{prefix}acc_t{t:03d}": acc for t, acc in enumerate(self.snn_accuracy, 1)}
+        out[f"{prefix}t_eq_mean"] = self.t_eq_mean
+        out[f"{prefix}t_eq_max"] = float(self.t_eq_max)
+        out[f"{prefix}agreement"] = self.agreement
+        out[f"{prefix}qann_acc"] = self.qann_accuracy
+        return out
+
+    def report(self) -> dict:
+        return {
+            "ann_accuracy": self.ann_accuracy,
+            "qann_accuracy": self.qann_accuracy,
+            "snn_accuracy": self.snn_accuracy,
+            "agreement": self.agreement,
+            "agreement_per_t": self.agreement_per_t,  # how far from its ANN, at every T
+            "output_error_per_t": self.output_error_per_t,
+        }
+
+    def curve(self) -> Curve:
+        steps = list(range(1, len(self.correct) + 1))
+        return Curve(
+            "accuracy", "accuracy", "acc_vs_timestep", steps, self.snn_accuracy, self.qann_accuracy
+        )
+
+    def quality(self) -> tuple[str, float | None, float]:
+        return "accuracy", self.ann_accuracy, self.qann_accuracy
