@@ -17,12 +17,7 @@ def main(cfg: DictConfig) -> None:
     summary = report_errors(lambda: evaluate_file(cfg))
     if summary is None or not is_rank_zero():  # under torchrun: one summary, from rank 0
         return
-    acc, t_eq = summary["snn_accuracy"], summary["t_eq_mean"]
-    print(
-        f"QANN {summary['qann_accuracy']:.4f}; SNN at T={len(acc)} {acc[-1]:.4f}; "
-        f"agreement {summary['agreement']:.4f}; T_eq mean "
-        + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
-    )
+    print(summary.headline())
 
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ setup()
 def main(cfg: DictConfig) -> float:
     # Lightning and the pipeline load only when a job runs, not for --help.
     from spikezip.lit.pipeline import train
-    from spikezip.tasks import curve_of
 
     summary = report_errors(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
     # The QANN's score (accuracy, or a detector's mAP@0.5); None: a sweep's failed job.
-    return curve_of(summary).reference if summary else None
+    return summary.qann_score if summary else None
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spikezip.errors import SpikeZIPError
-from spikezip.io import atomic_write, write_csv
+from spikezip.io import CheckpointError, atomic_write, write_csv
 from spikezip.plots import plot_accuracy_vs_energy, plot_runs_accuracy
-from spikezip.tasks import curve_of
+from spikezip.tasks import Report, read_report
 
 log = logging.getLogger(__name__)
 FAILED = "failed.json"  # what a job that failed leaves in its directory
@@ -34,7 +34,7 @@ class RunRecord:
 
     path: Path
     overrides: dict[str, str]
-    report: dict | None
+    report: Report | None
     error: str | None
 
     @property
@@ -93,7 +93,10 @@ def load_run(path: str | Path) -> RunRecord:
     done, failed = path / "snn_eval.json", path / FAILED
     # A directory run twice may hold both: the later attempt says how it ended.
     if done.exists() and not (failed.exists() and _mtime(failed) > _mtime(done)):
-        report = json.loads(done.read_text())
+        try:
+            report = read_report(done)
+        except CheckpointError as err:  # a broken or foreign report: listed, not fatal
+            error = f"unreadable report: {err}"
     elif failed.exists():
         error = json.loads(failed.read_text()).get("error", "failed")
     else:
@@ -133,7 +136,7 @@ def summarize(
     """
     runs = [load_run(p) for p in find_runs(paths)]
     names = labels(runs)
-    curves = {id(r): curve_of(r.report) for r in runs if r.report}
+    curves = {id(r): r.report.curve() for r in runs if r.report}
     kinds = {c.key for c in curves.values()}
     if len(kinds) > 1:
         raise SpikeZIPError(
@@ -146,21 +149,21 @@ def summarize(
     rows = []
     for name, run in zip(names, runs, strict=True):
         row: dict = {"run": name, "status": run.status, "directory": str(run.path)}
-        report = run.report or {}
-        row["method"] = report.get("method", "")
-        row[f"ann_{key}"] = report.get(f"ann_{key}")
-        row[f"qann_{key}"] = report.get(f"qann_{key}")
+        report = run.report
+        row["method"] = report.method if report else ""
+        row[f"ann_{key}"] = report.ann_score if report else None
+        row[f"qann_{key}"] = report.qann_score if report else None
         curve = curves.get(id(run))
         score = dict(zip(curve.timesteps, curve.values, strict=True)) if curve else {}
         for t in steps:
             row[f"snn_T{t}"] = score.get(t)
-        row["t_eq_mean"] = report.get("t_eq_mean")
-        row["t_eq_max"] = report.get("t_eq_max")
-        energy = report.get("energy", {}).get("snn_joules", [])
+        row["t_eq_mean"] = report.t_eq_mean if report else None
+        row["t_eq_max"] = report.t_eq_max if report else None
+        energy = (report.energy or {}).get("snn_joules", []) if report else []
         t = min(energy_t or len(energy), len(energy))
         row["energy_T"] = t or None
         row["snn_uJ"] = energy[t - 1] * 1e6 if t else None
-        row["ann_uJ"] = report["energy"]["ann_joules"] * 1e6 if report else None
+        row["ann_uJ"] = report.energy["ann_joules"] * 1e6 if report and report.energy else None
         row["error"] = run.error or ""
         rows.append(row)
     out_dir = Path(out_dir)
@@ -170,9 +173,9 @@ def summarize(
     atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(markdown))
     finished = [(n, r) for n, r in zip(names, runs, strict=True) if r.report]
     if finished:
-        scores = [(n, curves[id(r)], r.report.get(f"ann_{key}")) for n, r in finished]
+        scores = [(n, curves[id(r)], r.report.ann_score) for n, r in finished]
         plot_runs_accuracy(scores, out_dir / "acc_vs_timestep.png")
-        energy = [r.report["energy"] for _, r in finished]
+        energy = [r.report.energy for _, r in finished]
         plot_accuracy_vs_energy(
             [(*s, e["snn_joules"], e["ann_joules"]) for s, e in zip(scores, energy, strict=True)],
             out_dir / "acc_vs_energy.png",

@@ -21,14 +21,14 @@ from spikezip.artifacts import load_snn
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
 from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
-from spikezip.io import write_csv, write_json
+from spikezip.io import write_csv
 from spikezip.methods import method_of
 from spikezip.plots import plot_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
 from spikezip.snn import SpikingNetwork, measure_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
 from spikezip.snn.measure import Curve, ReduceSum
-from spikezip.tasks import task_for
+from spikezip.tasks import Report, task_for, write_report
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def evaluate_snn(
     write: bool = True,
     ann: nn.Module | None = None,
     max_accuracy_drop: float | None = None,
-) -> dict:
+) -> Report:
     """Measure ``snn`` on ``batches`` (all of them; see :func:`evaluation_batches`) at
     every T, one simulation per batch: the task's score (accuracy, or a detector's mAP)
     and the QANN's, agreement with it, T_eq, energy and, with ``settings.feature_maps``,
@@ -83,7 +83,7 @@ def evaluate_snn(
     on the same samples, and a warning when the QANN is more than ``max_accuracy_drop``
     below it. ``reduce_sum`` adds the
     sums over processes (None: one process); only the process with ``write`` writes the
-    report into ``out_dir``. Returns the ``snn_eval.json`` content.
+    report into ``out_dir``. Returns the report (``snn_eval.json``).
     """
     out_dir = Path(out_dir)
     snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
@@ -113,43 +113,38 @@ def evaluate_snn(
         raise DatasetNotFoundError("the validation data is empty: there is nothing to measure")
     t_eq = {t: int(n) for t, n in enumerate(totals.t_eq_counts.tolist()) if n}
     method = method_of(metadata.get("method"))
-    summary = {
-        "method": method.name,
-        "exact": method.exact,
-        "task": task.name,
+    report = task.report_type(
+        method=method.name,
+        exact=method.exact,
         **totals.report(),  # the task's scores: accuracy or mAP, per T, ANN and QANN
-        "t_eq_mean": totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
-        "t_eq_max": totals.t_eq_max,
-        "samples": totals.count,
-        "settled": totals.settled,
-        "t_eq_counts": {str(t): n for t, n in t_eq.items()},
-        "timesteps": timesteps,
-        "encoding": snn.encoding.value,
-        "dtype": dtype.value,
-        "energy": energy.result(ann_flops(qann, input_shape)),
-    }
-    if maps is not None:
-        summary["feature_maps"] = maps.result()
-    summary["warnings"] = _warnings(summary, totals.quality(), max_accuracy_drop)
-    for warning in summary["warnings"]:
+        t_eq_mean=totals.t_eq_mean if totals.settled else None,  # JSON has no NaN
+        t_eq_max=totals.t_eq_max,
+        samples=totals.count,
+        settled=totals.settled,
+        t_eq_counts={str(t): n for t, n in t_eq.items()},
+        timesteps=timesteps,
+        encoding=snn.encoding.value,
+        dtype=dtype.value,
+        energy=energy.result(ann_flops(qann, input_shape)),
+        feature_maps=maps.result() if maps is not None else None,
+    )
+    report.warnings = _warnings(report, max_accuracy_drop)
+    for warning in report.warnings:
         log.warning(warning)
     if write:
         if maps is not None:
-            _write_feature_maps(summary["feature_maps"], out_dir)
-        write_curve(totals.curve(), out_dir)
+            _write_feature_maps(report.feature_maps, out_dir)
+        write_curve(report.curve(), out_dir)
         plot_t_eq_histogram(t_eq, totals.count - totals.settled, out_dir / "t_eq_hist.png")
-        plot_energy(summary["energy"], out_dir / "energy.png")
-        write_json(summary, out_dir / "snn_eval.json")
-    return summary
+        plot_energy(report.energy, out_dir / "energy.png")
+        write_report(report, out_dir / "snn_eval.json")
+    return report
 
 
-def _warnings(
-    summary: dict, quality: tuple[str, float | None, float], max_accuracy_drop: float | None
-) -> list[str]:
-    """What a reader of ``snn_eval.json`` must not miss; ``quality``: the task's
-    ``(score name, ANN score, QANN score)``."""
+def _warnings(report: Report, max_accuracy_drop: float | None) -> list[str]:
+    """What a reader of ``snn_eval.json`` must not miss."""
     warnings = []
-    name, ann, qann = quality
+    name, ann, qann = report.curve().name, report.ann_score, report.qann_score
     if ann is not None and max_accuracy_drop is not None and qann < ann - max_accuracy_drop:
         warnings.append(
             f"the QANN's {name} {qann:.1%} is {ann - qann:.1%} below its teacher's {ann:.1%} "
@@ -157,16 +152,16 @@ def _warnings(
             "have diverged (try a lower pet.optimizer.lr) or be too short (pet.epochs)"
         )
     # A rate-coded SNN (the constant encoding) never settles: nothing to warn about.
-    if summary["encoding"] != "constant" and summary["settled"] < summary["samples"]:
+    if report.encoding != "constant" and report.settled < report.samples:
         warnings.append(
-            f"{summary['samples'] - summary['settled']} of {summary['samples']} samples did "
+            f"{report.samples - report.settled} of {report.samples} samples did "
             "not reach equilibrium within snn.max_timesteps; agreement is measured at the "
             "last step simulated"
         )
     return warnings
 
 
-def evaluate_file(cfg) -> dict:
+def evaluate_file(cfg) -> Report:
     """``evaluate.py``: :func:`evaluate_snn` of an ``snn.pt`` on a dataset's validation
     split; the report goes to ``out_dir`` (default: ``<snn.pt's folder>/eval_<data>``).
 
@@ -182,7 +177,7 @@ def evaluate_file(cfg) -> dict:
             torch.distributed.destroy_process_group()
 
 
-def _evaluate_file(cfg: EvaluateConfig) -> dict:
+def _evaluate_file(cfg: EvaluateConfig) -> Report:
     device = cfg.trainer.simulation_device()
     snn, qann, metadata = load_snn(cfg.snn.path)
     d = cfg.data

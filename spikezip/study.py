@@ -28,6 +28,10 @@ from spikezip.compare import RunRecord, find_runs, load_run
 from spikezip.errors import SpikeZIPError
 from spikezip.io import atomic_write, write_csv
 from spikezip.plots import plot_mean_curves
+from spikezip.tasks import ClassificationReport
+
+# Finished runs: each setting's report by seed.
+Results = dict[str, dict[int, ClassificationReport]]
 
 STEPS = (1, 2, 4, 8, 16, 32)  # the T columns of the tables
 LOW_T = 4  # "small T": the mean SNN accuracy over T = 1 .. LOW_T
@@ -41,17 +45,17 @@ MEASURES = {
 }
 
 
-def measure(report: dict, name: str) -> float:
+def measure(report: ClassificationReport, name: str) -> float:
     """One number of a run (NaN where it has none: T_eq of a rate-coded SNN)."""
-    accuracy = report["snn_accuracy"]
+    accuracy = report.snn_accuracy
     if name == "low_t":
         return statistics.fmean(accuracy[:LOW_T])
     if name == "final":
         return accuracy[-1]
     if name == "qann":
-        return report["qann_accuracy"]
+        return report.qann_accuracy
     if name == "t_eq":
-        return math.nan if report.get("t_eq_mean") is None else report["t_eq_mean"]
+        return math.nan if report.t_eq_mean is None else report.t_eq_mean
     raise KeyError(name)
 
 
@@ -81,7 +85,7 @@ class Comparison:
         return "within noise"
 
 
-def compare(results: dict[str, dict[int, dict]], check: Check) -> Comparison:
+def compare(results: Results, check: Check) -> Comparison:
     """``check`` over the seeds both settings have (paired: they share a teacher)."""
     higher, lower = results.get(check.higher, {}), results.get(check.lower, {})
     seeds = sorted(higher.keys() & lower.keys())
@@ -98,9 +102,9 @@ def verdict(comparisons: Sequence[Comparison]) -> str:
     return "inconclusive"
 
 
-def collect(runs: Sequence[RunRecord]) -> tuple[dict[str, dict[int, dict]], list[RunRecord]]:
+def collect(runs: Sequence[RunRecord]) -> tuple[Results, list[RunRecord]]:
     """Finished runs by ``ablation`` and ``seed``; and the runs that did not finish."""
-    results: dict[str, dict[int, dict]] = {}
+    results: Results = {}
     missing = []
     for run in runs:
         if run.report is None:
@@ -109,6 +113,10 @@ def collect(runs: Sequence[RunRecord]) -> tuple[dict[str, dict[int, dict]], list
         ablation = run.overrides.get("ablation")
         if ablation is None:
             raise SpikeZIPError(f"{run.path} has no ablation=... override: not a study run")
+        if not isinstance(run.report, ClassificationReport):
+            raise SpikeZIPError(
+                f"{run.path} is a {run.report.task} run: the study is of classifiers"
+            )
         results.setdefault(ablation, {})[int(run.overrides.get("seed", 0))] = run.report
     return results, missing
 
@@ -127,13 +135,13 @@ def _cell(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
-def panel_table(panel: Panel, results: dict[str, dict[int, dict]]) -> str:
+def panel_table(panel: Panel, results: Results) -> str:
     """A markdown table: each row a setting, each cell mean ± std over its seeds (%)."""
     head = ["setting", "seeds", "QANN", *[f"T={t}" for t in STEPS], f"T≤{LOW_T} mean", "T_eq"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, ablation in panel.rows:
         reports = list(results.get(ablation, {}).values())
-        cells = [label, str(len(reports)), _cell([r["qann_accuracy"] for r in reports])]
+        cells = [label, str(len(reports)), _cell([r.qann_accuracy for r in reports])]
         for t in STEPS:
             cells.append(_cell([_at(r, t) for r in reports]))
         cells.append(_cell([measure(r, "low_t") for r in reports]))
@@ -142,12 +150,12 @@ def panel_table(panel: Panel, results: dict[str, dict[int, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _at(report: dict, t: int) -> float:
-    accuracy = report["snn_accuracy"]
+def _at(report: ClassificationReport, t: int) -> float:
+    accuracy = report.snn_accuracy
     return accuracy[t - 1] if t <= len(accuracy) else math.nan
 
 
-def claim_lines(results: dict[str, dict[int, dict]]) -> list[tuple[Claim, str, str]]:
+def claim_lines(results: Results) -> list[tuple[Claim, str, str]]:
     """``(claim, verdict, the numbers that decide it)`` for every claim."""
     lines = []
     for claim in CLAIMS:
@@ -164,11 +172,11 @@ def claim_lines(results: dict[str, dict[int, dict]]) -> list[tuple[Claim, str, s
     return lines
 
 
-def _ann_accuracy(results: dict[str, dict[int, dict]], ablation: str) -> dict[int, float]:
+def _ann_accuracy(results: Results, ablation: str) -> dict[int, float]:
     """Each seed's teacher accuracy in the runs of ``ablation`` (a teacher is shared by the
     settings of a seed that train the same ANN: all but the re-routed ResNets)."""
     by_seed = results.get(ablation, {})
-    return {s: r["ann_accuracy"] for s, r in by_seed.items() if r.get("ann_accuracy") is not None}
+    return {s: r.ann_accuracy for s, r in by_seed.items() if r.ann_accuracy is not None}
 
 
 def _wall_time(sweep: Path, runs: Sequence[RunRecord]) -> str:
@@ -219,16 +227,16 @@ def write_report(
     for ablation, by_seed in sorted(results.items()):
         for seed, r in sorted(by_seed.items()):
             rows.append(
-                [ablation, seed, r.get("method", ""), r.get("ann_accuracy"), r["qann_accuracy"]]
+                [ablation, seed, r.method, r.ann_accuracy, r.qann_accuracy]
                 + [_at(r, t) for t in STEPS]
-                + [measure(r, "low_t"), r.get("t_eq_mean"), r.get("t_eq_max")]
+                + [measure(r, "low_t"), r.t_eq_mean, r.t_eq_max]
             )
     write_csv(out_dir / "study.csv", header, rows)
     ann = _ann_accuracy(results, "p")
     for panel in PANELS:
         if panel.figure:
             curves = {
-                label: [r["snn_accuracy"] for r in results.get(ablation, {}).values()]
+                label: [r.snn_accuracy for r in results.get(ablation, {}).values()]
                 for label, ablation in panel.rows
             }
             plot_mean_curves(curves, list(ann.values()), out_dir / f"{panel.key}.png", panel.title)

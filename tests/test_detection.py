@@ -360,7 +360,7 @@ def test_task_detection_runs_the_whole_pipeline(tmp_path):
         cfg = compose("train", overrides=overrides)
     summary = train(cfg, tmp_path)
     report = json.loads((tmp_path / "snn_eval.json").read_text())
-    assert report == json.loads(json.dumps(summary))
+    assert report == json.loads(json.dumps(summary.to_json()))
     assert report["map_timesteps"] == [1, 2, 4, 8] and len(report["snn_map50"]) == 4
     assert report["identical"] == 1.0 and report["samples"] == 8
     assert report["snn_map50_eq"] == report["qann_map50"]

@@ -12,6 +12,7 @@ from spikezip.ablations import CLAIMS, PANELS, SETTINGS, Check
 from spikezip.compare import find_runs, load_run
 from spikezip.config import validate
 from spikezip.study import collect, compare, verdict, write_report
+from spikezip.tasks import ClassificationReport
 
 
 def _run(path: Path, ablation: str, seed: int, accuracy: list[float], qann=0.9, t_eq=9.0):
@@ -25,7 +26,7 @@ def _run(path: Path, ablation: str, seed: int, accuracy: list[float], qann=0.9, 
 
 
 def _results(rows):
-    return {a: {s: {"snn_accuracy": acc, "qann_accuracy": 0.9, "t_eq_mean": 9.0}
+    return {a: {s: ClassificationReport(snn_accuracy=acc, qann_accuracy=0.9, t_eq_mean=9.0)
                 for s, acc in by_seed.items()} for a, by_seed in rows.items()}  # fmt: skip
 
 
@@ -48,10 +49,10 @@ def test_paired_comparisons_hold_reverse_or_stay_within_noise():
 
 
 def test_low_t_is_the_mean_over_the_first_steps_and_t_eq_of_a_rate_snn_is_missing():
-    results = {"p": {0: {"snn_accuracy": [0.1, 0.2, 0.3, 0.4, 0.9], "qann_accuracy": 0.9,
-                         "t_eq_mean": 3.0}},
-               "rate": {0: {"snn_accuracy": [0.0] * 5, "qann_accuracy": 0.9,
-                            "t_eq_mean": None}}}  # fmt: skip
+    results = {"p": {0: ClassificationReport(snn_accuracy=[0.1, 0.2, 0.3, 0.4, 0.9],
+                                             qann_accuracy=0.9, t_eq_mean=3.0)},
+               "rate": {0: ClassificationReport(snn_accuracy=[0.0] * 5, qann_accuracy=0.9,
+                                                t_eq_mean=None)}}  # fmt: skip
     assert compare(results, Check("p", "rate", "low_t")).differences == pytest.approx((0.25,))
     assert compare(results, Check("p", "rate", "t_eq")).differences == ()
 
@@ -123,6 +124,8 @@ def test_the_report_of_fabricated_runs_keeps_every_number(tmp_path):
 
 def test_runs_that_are_not_study_runs_are_refused(tmp_path):
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
-    (tmp_path / "run" / "snn_eval.json").write_text(json.dumps({"snn_accuracy": [0.5]}))
+    (tmp_path / "run" / "snn_eval.json").write_text(
+        json.dumps({"task": "classification", "snn_accuracy": [0.5], "qann_accuracy": 0.5})
+    )
     with pytest.raises(Exception, match="no ablation=... override"):
         collect([load_run(p) for p in find_runs([tmp_path / "run"])])

@@ -47,7 +47,7 @@ from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
 from spikezip.methods import calibration_data, method_of
 from spikezip.models import build_model
-from spikezip.tasks import curve_of
+from spikezip.tasks import Report
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +250,9 @@ def _made_anything(run_dir: Path) -> bool:
     )
 
 
-def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> dict:
-    """Run (or continue) the whole pipeline in ``run_dir``; returns ``snn_eval.json``.
+def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> Report:
+    """Run (or continue) the whole pipeline in ``run_dir``; returns its report
+    (``snn_eval.json``).
 
     A rerun in a directory that already holds artifacts or checkpoints continues it, if
     its settings are the same (:func:`spikezip.config.check_same_run`); otherwise it is
@@ -315,7 +316,7 @@ def _join_process_group(run: Run) -> None:
         log.info("joined the process group: rank %d of %d", trainer.global_rank, trainer.world_size)
 
 
-def _stages(run: Run) -> dict:
+def _stages(run: Run) -> Report:
     cfg, run_dir = run.cfg, run.dir
     _join_process_group(run)
     qann_path = run_dir / "qann.ckpt"
@@ -356,7 +357,7 @@ def _stages(run: Run) -> dict:
 
     on_rank_zero(convert)
     snn, qann, metadata = load_snn(run_dir / "snn.pt")
-    summary = evaluate_snn(
+    report = evaluate_snn(
         snn,
         qann,
         metadata,
@@ -371,12 +372,10 @@ def _stages(run: Run) -> dict:
         max_accuracy_drop=cfg.pet.max_accuracy_drop,
     )
     if run.wandb is not None:
-        curve = curve_of(summary)
-        score = "acc" if curve.key == "accuracy" else curve.key  # as snn/qann_acc is named
-        final = {f"final/qann_{score}": curve.reference}
-        for key in ("agreement", "identical"):  # how far from the QANN, at equilibrium
-            if key in summary:
-                final[f"final/{key}"] = summary[key]
+        curve = report.curve()
+        final = {f"final/qann_{report.score_name}": report.qann_score}  # as snn/qann_acc
+        # how far from the QANN, at equilibrium
+        final.update({f"final/{k}": v for k, v in report.equilibrium().items()})
         run.wandb.log_metrics(final)
         log_curve(run.wandb, curve, f"final/{curve.stem}")
-    return summary
+    return report

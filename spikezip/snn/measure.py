@@ -157,10 +157,6 @@ class Measurement(Protocol):
 
     def curve(self) -> Curve: ...
 
-    def quality(self) -> tuple[str, float | None, float]:
-        """``(name, ANN score or None, QANN score)``: what a drop from teacher is read on."""
-        ...
-
 
 class Measured(Protocol):
     """What :func:`measure_snn` needs of a task: an empty measurement of an SNN at

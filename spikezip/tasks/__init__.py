@@ -1,29 +1,45 @@
 """The tasks a network solves, and which one a network or a report is of.
 
 Each task (:class:`Classification`, :class:`Detection`) owns its losses, its score and its
-SNN measurement; nothing below this package imports it.
+SNN measurement and its report (``snn_eval.json``), read and written here; nothing below
+this package imports it.
 """
 
 from __future__ import annotations
 
-from spikezip.io import CheckpointError
+from pathlib import Path
+
+from spikezip.io import CheckpointError, read_json, write_json
 from spikezip.models import task_of
-from spikezip.snn.measure import Curve
-from spikezip.tasks.base import Task
-from spikezip.tasks.classification import Classification, ClassificationMeasurement
-from spikezip.tasks.detection import Detection, DetectionMeasurement
+from spikezip.tasks.base import Report, Task
+from spikezip.tasks.classification import (
+    Classification,
+    ClassificationMeasurement,
+    ClassificationReport,
+)
+from spikezip.tasks.detection import Detection, DetectionMeasurement, DetectionReport
 
 TASKS: dict[str, type] = {"classification": Classification, "detection": Detection}
+REPORTS: dict[str, type[Report]] = {
+    "classification": ClassificationReport,
+    "detection": DetectionReport,
+}
 
 __all__ = [
+    "REPORTS",
     "TASKS",
     "Classification",
     "ClassificationMeasurement",
+    "ClassificationReport",
     "Detection",
     "DetectionMeasurement",
+    "DetectionReport",
+    "Report",
     "Task",
-    "curve_of",
+    "read_report",
+    "report_from_json",
     "task_for",
+    "write_report",
 ]
 
 
@@ -35,16 +51,26 @@ def task_for(arch: dict) -> Task:
     return Classification(arch["num_classes"])
 
 
-def curve_of(report: dict) -> Curve:
-    """The per-T curve of an ``snn_eval.json``, read by the task that the report names.
+def report_from_json(data: dict, source: str = "snn_eval.json") -> Report:
+    """The typed report of an ``snn_eval.json``'s content, by the task it names.
 
     Raises:
-        CheckpointError: a report that names no task it was written for.
+        CheckpointError: a report that names no task, or is not that task's report.
     """
-    task = report.get("task")
+    task = data.get("task")
     if task not in TASKS:
         raise CheckpointError(
-            f"this snn_eval.json names no task ({task!r}, expected one of {list(TASKS)}): it "
-            "was written by an older SpikeZIP; rerun the run (or evaluate.py) to rewrite it"
+            f"{source} names no task ({task!r}, expected one of {list(TASKS)}): it was "
+            "written by an older SpikeZIP; rerun the run (or evaluate.py) to rewrite it"
         )
-    return TASKS[task].curve_of(report)
+    return REPORTS[task].from_json(data, source)
+
+
+def read_report(path: str | Path) -> Report:
+    """The report in an ``snn_eval.json`` file (:func:`write_report`)."""
+    return report_from_json(read_json(path), str(path))
+
+
+def write_report(report: Report, path: str | Path) -> Path:
+    """``report`` as ``snn_eval.json`` (atomically)."""
+    return write_json(report.to_json(), path)

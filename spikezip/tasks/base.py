@@ -7,10 +7,13 @@ measurement and reads its part of a report.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from torch import Tensor
 
+from spikezip.io import CheckpointError
 from spikezip.snn.measure import Curve, Measurement
 
 if TYPE_CHECKING:  # torchmetrics imports matplotlib: only the training modules need it
@@ -47,7 +50,81 @@ class Task(Protocol):
         ``horizon`` (what :func:`spikezip.snn.measure_snn` fills)."""
         ...
 
-    @staticmethod
-    def curve_of(report: dict) -> Curve:
-        """The per-T curve of an ``snn_eval.json`` of this task."""
-        ...
+    report_type: type[Report]  # the task's part of snn_eval.json
+
+
+@dataclass(kw_only=True, eq=False)  # equal to its JSON, as a mapping
+class Report(Mapping):
+    """An SNN's evaluation, as ``snn_eval.json`` holds it: what every task reports (the
+    method, ``T_eq``, energy, warnings) and, in each task's subclass, its scores.
+
+    :meth:`to_json` and :meth:`from_json` are the file's format; a report also reads as
+    that JSON (``report["t_eq_mean"]``). ``curve()`` is its per-T figure.
+    """
+
+    task: ClassVar[str]
+    score_name: ClassVar[str]  # the score in log keys: final/qann_acc, final/qann_map50
+
+    method: str = "spikezip"
+    exact: bool = True
+    t_eq_mean: float | None = None  # None: no sample settled (JSON has no NaN)
+    t_eq_max: int = -1
+    samples: int = 0
+    settled: int = 0
+    t_eq_counts: dict[str, int] = field(default_factory=dict)
+    timesteps: int = 0
+    encoding: str = "even"
+    dtype: str = "float32"
+    energy: dict | None = None
+    feature_maps: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def curve(self) -> Curve:
+        raise NotImplementedError
+
+    @property
+    def ann_score(self) -> float | None:
+        """The full-precision ANN's score on the same samples, if it was measured."""
+        raise NotImplementedError
+
+    @property
+    def qann_score(self) -> float:
+        """The score of the ANN the SNN came from (the QANN)."""
+        raise NotImplementedError
+
+    def equilibrium(self) -> dict[str, float]:
+        """How far from its ANN the SNN is at equilibrium, by name (for loggers)."""
+        raise NotImplementedError
+
+    def to_json(self) -> dict:
+        data = {"method": self.method, "exact": self.exact, "task": self.task}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in data and not (f.name == "feature_maps" and value is None):
+                data[f.name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "snn_eval.json") -> Report:
+        """The report ``data`` holds (``source`` names it in errors).
+
+        Raises:
+            CheckpointError: keys this report does not have, or its scores missing.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"task"})
+        if unknown:
+            raise CheckpointError(f"{source}: keys {unknown} are not in a {cls.task} report")
+        try:
+            return cls(**{k: v for k, v in data.items() if k != "task"})
+        except TypeError as err:  # a required score missing
+            raise CheckpointError(f"{source} is not a whole {cls.task} report: {err}") from None
+
+    def __getitem__(self, key: str):
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())

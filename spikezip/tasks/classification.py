@@ -4,13 +4,14 @@ accuracy at every time-step."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from spikezip.snn.measure import Curve, Equilibrium, ReduceSum, output_error, sum_across
+from spikezip.tasks.base import Report
 
 if TYPE_CHECKING:  # torchmetrics imports matplotlib: only the training modules need it
     from torchmetrics import Metric
@@ -66,14 +67,9 @@ class Classification:
     def measurement(self, timesteps: int, horizon: int) -> ClassificationMeasurement:
         return ClassificationMeasurement.zeros(timesteps, horizon, self)
 
-    @staticmethod
-    def curve_of(report: dict) -> Curve:
-        """Accuracy at every T of an ``snn_eval.json``."""
-        accuracy = report["snn_accuracy"]
-        steps = list(range(1, len(accuracy) + 1))
-        return Curve(
-            "accuracy", "accuracy", "acc_vs_timestep", steps, accuracy, report["qann_accuracy"]
-        )
+    @property
+    def report_type(self) -> type[ClassificationReport]:
+        return ClassificationReport
 
 
 @dataclass
@@ -201,5 +197,45 @@ class ClassificationMeasurement(Equilibrium):
             "accuracy", "accuracy", "acc_vs_timestep", steps, self.snn_accuracy, self.qann_accuracy
         )
 
-    def quality(self) -> tuple[str, float | None, float]:
-        return "accuracy", self.ann_accuracy, self.qann_accuracy
+
+@dataclass(kw_only=True, eq=False)
+class ClassificationReport(Report):
+    """A classifier's ``snn_eval.json``: accuracy at ``T = 1..timesteps`` (index
+    ``T - 1``), the QANN's and the ANN's, agreement with the QANN at equilibrium and after
+    every T, and the output error per T (:class:`ClassificationMeasurement`)."""
+
+    task: ClassVar[str] = "classification"
+    score_name: ClassVar[str] = "acc"
+
+    qann_accuracy: float
+    snn_accuracy: list[float]
+    ann_accuracy: float | None = None
+    agreement: float | None = None
+    agreement_per_t: list[float] = field(default_factory=list)
+    output_error_per_t: list[float] = field(default_factory=list)
+
+    def curve(self) -> Curve:
+        steps = list(range(1, len(self.snn_accuracy) + 1))
+        return Curve(
+            "accuracy", "accuracy", "acc_vs_timestep", steps, self.snn_accuracy, self.qann_accuracy
+        )
+
+    @property
+    def ann_score(self) -> float | None:
+        return self.ann_accuracy
+
+    @property
+    def qann_score(self) -> float:
+        return self.qann_accuracy
+
+    def equilibrium(self) -> dict[str, float]:
+        return {"agreement": self.agreement}
+
+    def headline(self) -> str:
+        """One line for a terminal: the QANN, the SNN at the last T, agreement, T_eq."""
+        acc, t_eq = self.snn_accuracy, self.t_eq_mean
+        return (
+            f"QANN {self.qann_accuracy:.4f}; SNN at T={len(acc)} {acc[-1]:.4f}; "
+            f"agreement {self.agreement:.4f}; T_eq mean "
+            + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
+        )

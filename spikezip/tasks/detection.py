@@ -9,6 +9,7 @@ output is decoded exactly as the QANN's is, at every T measured.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -19,6 +20,7 @@ from spikezip.detection.metric import MAP50, DetectionMAP
 from spikezip.models.yolo import heads_of
 from spikezip.snn.measure import Curve, Equilibrium, ReduceSum, output_error, sum_across
 from spikezip.snn.network import Simulation
+from spikezip.tasks.base import Report
 
 # The time-steps whose mAP is measured (those up to snn.timesteps), besides equilibrium:
 # mAP is not a sum over samples, so each one measured keeps its own detections.
@@ -60,17 +62,9 @@ class Detection:
     def measurement(self, timesteps: int, horizon: int) -> DetectionMeasurement:
         return DetectionMeasurement.zeros(self, timesteps, horizon)
 
-    @staticmethod
-    def curve_of(report: dict) -> Curve:
-        """mAP@0.5 at the T measured, of an ``snn_eval.json``."""
-        return Curve(
-            "mAP@0.5",
-            "map50",
-            "map_vs_timestep",
-            report["map_timesteps"],
-            report["snn_map50"],
-            report["qann_map50"],
-        )
+    @property
+    def report_type(self) -> type[DetectionReport]:
+        return DetectionReport
 
 
 def identical(a: Detections, b: Detections, tolerance: float) -> bool:
@@ -209,6 +203,56 @@ class DetectionMeasurement(Equilibrium):
             "mAP@0.5", "map50", "map_vs_timestep", self.timesteps, values, v["qann"]["map50"]
         )
 
-    def quality(self) -> tuple[str, float | None, float]:
-        v = self.values()
-        return "mAP@0.5", (v["ann"]["map50"] if v["ann"] else None), v["qann"]["map50"]
+
+@dataclass(kw_only=True, eq=False)
+class DetectionReport(Report):
+    """A detector's ``snn_eval.json``: mAP@0.5 and mAP@[.5:.95] at ``map_timesteps`` and at
+    equilibrium, the QANN's and the ANN's, the fraction of images whose detections at
+    equilibrium are the QANN's, and the output error per T (:class:`DetectionMeasurement`)."""
+
+    task: ClassVar[str] = "detection"
+    score_name: ClassVar[str] = "map50"
+
+    qann_map50: float
+    qann_map: float
+    map_timesteps: list[int]
+    snn_map50: list[float]
+    snn_map: list[float]
+    snn_map50_eq: float
+    snn_map_eq: float
+    identical: float
+    ann_map50: float | None = None
+    ann_map: float | None = None
+    output_error_per_t: list[float] = field(default_factory=list)
+
+    def curve(self) -> Curve:
+        return Curve(
+            "mAP@0.5",
+            "map50",
+            "map_vs_timestep",
+            self.map_timesteps,
+            self.snn_map50,
+            self.qann_map50,
+        )
+
+    @property
+    def ann_score(self) -> float | None:
+        return self.ann_map50
+
+    @property
+    def qann_score(self) -> float:
+        return self.qann_map50
+
+    def equilibrium(self) -> dict[str, float]:
+        return {"identical": self.identical}
+
+    def headline(self) -> str:
+        """One line for a terminal: the QANN's mAP@0.5, the SNN's at the last T and at
+        equilibrium, identical detections, T_eq."""
+        t_eq = self.t_eq_mean
+        return (
+            f"QANN mAP@0.5 {self.qann_map50:.4f}; SNN at T={self.map_timesteps[-1]} "
+            f"{self.snn_map50[-1]:.4f}, at equilibrium {self.snn_map50_eq:.4f}; identical "
+            f"detections {self.identical:.4f}; T_eq mean "
+            + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
+        )
