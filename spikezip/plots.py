@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from spikezip.io import atomic_write
 
 if TYPE_CHECKING:
@@ -161,7 +163,6 @@ def plot_mean_curves(
 ) -> Path:
     """For each label, the mean SNN accuracy against T over its runs (seeds), with a band of
     ± one standard deviation; the ANNs' mean accuracy as a black dashed line."""
-    import numpy as np
 
     def draw(ax):
         longest = 1
