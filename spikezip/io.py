@@ -1,7 +1,7 @@
 """File helpers every other module writes and reads through, knowing nothing of SpikeZIP.
 
 Writes are atomic (an interrupted write leaves no file) and respect the user's umask; a
-file that is missing, truncated or not what was expected raises :class:`FileFormatError`
+file that is missing, truncated or not what was expected raises :class:`CheckpointError`
 naming it. This module imports nothing of SpikeZIP but the base of its errors.
 """
 
