@@ -30,7 +30,7 @@ from spikezip.config.choices import (
 from spikezip.data import DETECTION_DATASETS, dataset_entry
 from spikezip.data.registry import SIZES, taking
 from spikezip.methods import MethodConfig
-from spikezip.models import architecture, check_classifier, model_entry, named
+from spikezip.models import architecture, check_classifier, model_entry, named, task_of
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
 from spikezip.settings import ConfigError, SettingError, choice, positive
@@ -283,7 +283,7 @@ class TrainConfig:
     def __post_init__(self):
         self.task = choice("task", self.task, TaskName)
         ours = self.model.library is Library.spikezip
-        model_task = model_entry(self.model.key).task if ours else "classification"
+        model_task = task_of({"name": self.model.key, "library": self.model.library.value})
         if (self.data.task, model_task) != (self.task.value, self.task.value):
             wanted = (
                 f"a detection dataset {list(DETECTION_DATASETS)} and a detector "

@@ -19,15 +19,11 @@ from spikezip.tasks.classification import (
 )
 from spikezip.tasks.detection import Detection, DetectionMeasurement, DetectionReport
 
-TASKS: dict[str, type] = {"classification": Classification, "detection": Detection}
-REPORTS: dict[str, type[Report]] = {
-    "classification": ClassificationReport,
-    "detection": DetectionReport,
-}
+# Each task's report by the name it writes into snn_eval.json.
+REPORTS: dict[str, type[Report]] = {r.task: r for r in (ClassificationReport, DetectionReport)}
 
 __all__ = [
     "REPORTS",
-    "TASKS",
     "Classification",
     "ClassificationMeasurement",
     "ClassificationReport",
@@ -62,9 +58,9 @@ def report_from_json(data: dict, source: str = "snn_eval.json") -> Report:
         # Written before reports named their task (SpikeZIP up to round 2): the one place a
         # report's keys say what it is, so that older runs still compare.
         task = "detection" if "snn_map50" in data else "classification"
-    if task not in TASKS:
+    if task not in REPORTS:
         raise CheckpointError(
-            f"{source} names no task ({task!r}, expected one of {list(TASKS)}): it was "
+            f"{source} names no task ({task!r}, expected one of {list(REPORTS)}): it was "
             "written by an older SpikeZIP; rerun the run (or evaluate.py) to rewrite it"
         )
     return REPORTS[task].from_json(data, source)

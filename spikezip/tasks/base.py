@@ -96,6 +96,11 @@ class Report(Mapping):
         """How far from its ANN the SNN is at equilibrium, by name (for loggers)."""
         raise NotImplementedError
 
+    def _t_eq_text(self) -> str:
+        """``T_eq mean 9.01``, or that no sample settled (for :meth:`headline`)."""
+        t_eq = self.t_eq_mean
+        return "T_eq mean " + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
+
     def to_json(self) -> dict:
         data = {"method": self.method, "exact": self.exact, "task": self.task}
         for f in fields(self):

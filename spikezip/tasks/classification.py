@@ -233,9 +233,8 @@ class ClassificationReport(Report):
 
     def headline(self) -> str:
         """One line for a terminal: the QANN, the SNN at the last T, agreement, T_eq."""
-        acc, t_eq = self.snn_accuracy, self.t_eq_mean
+        acc = self.snn_accuracy
         return (
             f"QANN {self.qann_accuracy:.4f}; SNN at T={len(acc)} {acc[-1]:.4f}; "
-            f"agreement {self.agreement:.4f}; T_eq mean "
-            + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
+            f"agreement {self.agreement:.4f}; {self._t_eq_text()}"
         )

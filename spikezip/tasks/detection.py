@@ -249,10 +249,8 @@ class DetectionReport(Report):
     def headline(self) -> str:
         """One line for a terminal: the QANN's mAP@0.5, the SNN's at the last T and at
         equilibrium, identical detections, T_eq."""
-        t_eq = self.t_eq_mean
         return (
             f"QANN mAP@0.5 {self.qann_map50:.4f}; SNN at T={self.map_timesteps[-1]} "
             f"{self.snn_map50[-1]:.4f}, at equilibrium {self.snn_map50_eq:.4f}; identical "
-            f"detections {self.identical:.4f}; T_eq mean "
-            + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
+            f"detections {self.identical:.4f}; {self._t_eq_text()}"
         )
