@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from spikezip.cli import report_errors, setup
+from spikezip.cli import report_errors, setup, show
 
 setup()
 
@@ -11,18 +11,11 @@ setup()
 @hydra.main(config_path="conf", config_name="convert", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     # Lightning and the pipeline load only when a job runs, not for --help.
-    from spikezip.conversion import convert_file
+    from spikezip.conversion import conversion_summary, convert_file, output_dir
 
-    report = report_errors(lambda: convert_file(cfg))
-    if report is None:
-        return
-    if report["exact"]:
-        print(f"equivalent: {report['equivalent']}; snn.pt written next to equivalence.json")
-    else:  # a baseline: approximate by design
-        print(
-            f"{report['method']} SNN (approximate by design): agreement {report['agreement']:.4f}, "
-            f"relative output difference {report['output_rel_diff']:.3g}; snn.pt written"
-        )
+    result = report_errors(lambda: convert_file(cfg))
+    if result is not None:
+        show(conversion_summary(result, output_dir(cfg)))
 
 
 if __name__ == "__main__":

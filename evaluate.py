@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from spikezip.cli import report_errors, setup
+from spikezip.cli import report_errors, setup, show
 from spikezip.distributed import is_rank_zero
 
 setup()
@@ -12,12 +12,12 @@ setup()
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     # Lightning and the pipeline load only when a job runs, not for --help.
-    from spikezip.evaluation import evaluate_file
+    from spikezip.evaluation import evaluate_file, evaluation_dir
 
-    summary = report_errors(lambda: evaluate_file(cfg))
-    if summary is None or not is_rank_zero():  # under torchrun: one summary, from rank 0
+    report = report_errors(lambda: evaluate_file(cfg))
+    if report is None or not is_rank_zero():  # under torchrun: one summary, from rank 0
         return
-    print(summary.headline())
+    show(report.summary(evaluation_dir(cfg)))
 
 
 if __name__ == "__main__":

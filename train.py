@@ -9,7 +9,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from spikezip.cli import report_errors, setup
+from spikezip.cli import report_errors, setup, show
+from spikezip.distributed import is_rank_zero
 
 setup()
 
@@ -19,9 +20,14 @@ def main(cfg: DictConfig) -> float:
     # Lightning and the pipeline load only when a job runs, not for --help.
     from spikezip.lit.pipeline import train
 
-    summary = report_errors(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
-    # The QANN's score (accuracy, or a detector's mAP@0.5); None: a sweep's failed job.
-    return summary.qann_score if summary else None
+    run_dir = HydraConfig.get().runtime.output_dir
+    report = report_errors(lambda: train(cfg, run_dir))
+    if report is None:  # a sweep's failed job
+        return None
+    if is_rank_zero():  # under DDP: one summary, from rank 0
+        show(f"Run finished: {run_dir}\n{report.summary(run_dir)}")
+    # The QANN's score (accuracy, or a detector's mAP@0.5): what a sweep optimises.
+    return report.qann_score
 
 
 if __name__ == "__main__":

@@ -43,6 +43,17 @@ def load_ann(path: str | Path, arch: dict) -> nn.Module:
     if any(k.startswith("model.") for k in state):
         state = {k: v for k, v in state.items() if k.startswith("model.")}
         consume_prefix_in_state_dict_if_present(state, "model.")
+    broken = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if broken:  # e.g. a diverged teacher saved by an older version, or by another tool
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({broken[:3]}{more}): it comes from a "
+            "training that diverged; train the teacher again (move the file aside)"
+        )
     model = build_model(**arch)
     try:
         model.load_state_dict(state)

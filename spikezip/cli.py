@@ -9,6 +9,7 @@ job fails (the other jobs go on) with the same message in its log.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ from spikezip import compare
 from spikezip.config import register_configs
 from spikezip.distributed import is_rank_zero
 from spikezip.errors import SpikeZIPError
-from spikezip.io import write_json
+from spikezip.io import DiskFullError, write_json
 
 T = TypeVar("T")
 log = logging.getLogger("spikezip")
@@ -42,7 +43,18 @@ def report_errors(run: Callable[[], T]) -> T | None:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return run()
+        try:
+            return run()
+        except OSError as err:
+            if err.errno != errno.ENOSPC or isinstance(err, SpikeZIPError):
+                raise
+            # A write outside spikezip.io (a log, a figure) on a full disk.
+            where = f" to write {err.filename}" if err.filename else ""
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"no space left on the device{where}; free some space (or move the run "
+                "directory to a larger disk) and run the same command again",
+            ) from err
     except SpikeZIPError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" and not multirun:
             raise
@@ -57,6 +69,16 @@ def report_errors(run: Callable[[], T]) -> T | None:
         log.exception("this job failed")
         _record_failure(err)
         return None
+
+
+def show(text: str) -> None:
+    """Print a result for the user, and put it in the job's log file (``train.log``) too,
+    unprefixed, as it was printed."""
+    print(text, flush=True)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(text + "\n")
+            handler.flush()
 
 
 def _record_failure(err: BaseException) -> None:

@@ -51,6 +51,7 @@ def convert_and_prove(
     sample: Tensor | None = None,
     method: MethodConfig | None = None,
     calibration: Iterable | None = None,
+    progress: bool = False,
 ) -> dict:
     """Convert ``qann`` as its method does and check it on ``sample`` in float64
     (default: :func:`sample_inputs`): an exact method's conversion of the float64 QANN is
@@ -79,7 +80,7 @@ def convert_and_prove(
         proven = conversion.convert(qann64, encoding=encoding, settings=method)
     else:  # a baseline: its SNN as saved (its thresholds come from float32 calibration)
         proven = copy.deepcopy(snn).double()
-    report = check_equivalence(qann64, proven, sample.double(), max_timesteps)
+    report = check_equivalence(qann64, proven, sample.double(), max_timesteps, progress=progress)
     result = {
         "method": method.name.value,
         "exact": conversion.exact,
@@ -98,6 +99,41 @@ def convert_and_prove(
     return result
 
 
+def conversion_summary(result: dict, out_dir: str | Path) -> str:
+    """What :func:`convert_and_prove` found (``result``: its ``equivalence.json``), for a
+    terminal: the verdict, the largest differences, T_eq, and the files written."""
+    out_dir = Path(out_dir)
+    t_eq = [t for t in result["t_eq"] if t >= 0]
+    mismatched = sum(layer["mismatches"] for layer in result["layers"])
+    checked = (
+        f"on {len(result['t_eq'])} {result['inputs']} inputs in {result['dtype']}, "
+        f"{result['encoding']} encoding"
+    )
+    if result["exact"]:
+        verdict = "equivalent to its QANN" if result["equivalent"] else "NOT equivalent"
+        lines = [f"{result['method']} SNN {verdict} ({checked}):"]
+        lines.append(
+            f"  neuron levels   {mismatched} differ, over {len(result['layers'])} neuron layers"
+        )
+    else:
+        lines = [f"{result['method']} SNN, approximate by design ({checked}):"]
+    lines += [
+        f"  output          max |SNN - QANN| {result['output_max_abs_diff']:.3g} (relative "
+        f"{result['output_rel_diff']:.3g}); argmax agreement {result['agreement']:.1%}",
+        f"  T_eq            {len(t_eq)}/{len(result['t_eq'])} settled, max {max(t_eq, default=-1)}",
+        f"  report          {out_dir / 'equivalence.json'}",
+    ]
+    if (out_dir / "snn.pt").exists():
+        lines.append(f"  SNN             {out_dir / 'snn.pt'} (evaluate.py snn.path=...)")
+    return "\n".join(lines)
+
+
+def output_dir(cfg) -> Path:
+    """Where ``convert.py`` writes: ``out_dir``, or the folder of the ``qann.ckpt``."""
+    cfg: ConvertConfig = validate(cfg, ConvertConfig)
+    return Path(cfg.out_dir) if cfg.out_dir else Path(cfg.qann).parent
+
+
 def convert_file(cfg) -> dict:
     """``convert.py``: :func:`convert_and_prove` for the ``qann.ckpt`` of a config
     (output next to it unless ``out_dir`` is given). A rate-coded baseline calibrates its
@@ -106,15 +142,15 @@ def convert_file(cfg) -> dict:
     qann, metadata = load_qann(cfg.qann)
     method = settings_of(metadata.get("method"))
     calibration = _training_batches(metadata) if method_of(method).calibrates else None
-    out_dir = cfg.out_dir or Path(cfg.qann).parent
     return convert_and_prove(
         qann,
         metadata,
-        out_dir,
+        output_dir(cfg),
         encoding=cfg.encoding,
         max_timesteps=cfg.max_timesteps,
         method=method,
         calibration=calibration,
+        progress=True,
     )
 
 

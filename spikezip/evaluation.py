@@ -177,6 +177,12 @@ def evaluate_file(cfg) -> Report:
             torch.distributed.destroy_process_group()
 
 
+def evaluation_dir(cfg) -> Path:
+    """Where ``evaluate.py`` writes: ``out_dir``, or ``<snn.pt's folder>/eval_<data>``."""
+    cfg: EvaluateConfig = validate(cfg, EvaluateConfig)
+    return Path(cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{cfg.data.name}")
+
+
 def _evaluate_file(cfg: EvaluateConfig) -> Report:
     device = cfg.trainer.simulation_device()
     snn, qann, metadata = load_snn(cfg.snn.path)
@@ -188,7 +194,7 @@ def _evaluate_file(cfg: EvaluateConfig) -> Report:
             f"{cfg.snn.path} takes inputs {metadata['input_shape']} but data={d.name} gives "
             f"{shape}: pass the dataset it was trained on"
         )
-    out_dir = cfg.out_dir or Path(cfg.snn.path).parent / f"eval_{d.name}"
+    out_dir = evaluation_dir(cfg)
     if cfg.snn.encoding not in (None, snn.encoding):  # the same QANN released another way
         method = method_of(metadata.get("method"))
         if not method.exact:

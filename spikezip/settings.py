@@ -8,6 +8,7 @@ entry point's config alike.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
@@ -26,6 +27,20 @@ class Choice(str, Enum):
 
 class SettingError(SpikeZIPError, ValueError):
     """A setting out of range; the message starts with the setting's name."""
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A setting of ``train.py`` that a run's method, task or model does not use.
+
+    ``key``: its dotted name (``pet.alpha``); ``reason``: why it is not used; ``kept``:
+    the part of it that is used, recorded in the run identity in its place (``pet.levels``
+    of a one-path method: its first level), or None when nothing of it is.
+    """
+
+    key: str
+    reason: str
+    kept: object = None
 
 
 def choice(name: str, value, options: type[E]) -> E:

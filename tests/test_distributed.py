@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 from spikezip.config import ConfigError, register_configs, validate
 from spikezip.distributed import on_rank_zero, shard, world_size
 from spikezip.evaluation import evaluation_batches
+from spikezip.io import load_checkpoint
 from spikezip.lit import PETModule
 from spikezip.pet import PathBatchNorm
 from spikezip.snn import check_equivalence, to_snn
@@ -94,6 +95,14 @@ def _train(run_dir: Path, *overrides: str) -> dict:
     return json.loads((run_dir / "snn_eval.json").read_text())
 
 
+def _steps(run_dir: Path) -> dict[str, int]:
+    """The optimizer steps each training stage took (its last epoch checkpoint's)."""
+    return {
+        stage: load_checkpoint(run_dir / "checkpoints" / stage / "last.ckpt")["global_step"]
+        for stage in ("teacher", "pet")
+    }
+
+
 @pytest.mark.slow
 def test_two_process_training_matches_one_process(tmp_path):
     one = _train(tmp_path / "one")
@@ -101,32 +110,58 @@ def test_two_process_training_matches_one_process(tmp_path):
     two = _train(
         tmp_path / "two", "trainer.devices=2", "trainer.strategy=ddp", "data.batch_size=32"
     )
+    # The same steps, exactly: 23 per epoch (1,438 training digits, 64 a step in one
+    # process, 2 x 32 in two), 3 teacher and 2 PET epochs. Processes that each went
+    # over all the data, or over their half with the whole batch, take other counts.
+    assert _steps(tmp_path / "one") == _steps(tmp_path / "two") == {"teacher": 69, "pet": 46}
     # The same samples measured once each, and a QANN as good within noise.
     assert one["samples"] == two["samples"] == 359
     assert two["agreement"] == 1.0 and two["warnings"] == []
-    assert abs(one["qann_accuracy"] - two["qann_accuracy"]) < 0.08
+    # The trained weights are not the same: each process normalises its batch-norm over
+    # its own 32 samples, not 64 (no synchronised batch-norm on CPUs), and that changes
+    # the trajectory as a new seed does. Seven runs (seeds 0-4 in one process, 0-1 in two)
+    # scored 354-357 of the 359 samples (teacher) and 353-355 (QANN): 2.5 points (9
+    # samples) is three times the widest spread seen. The step counts above are the exact
+    # comparison; these bound what is left to noise.
+    assert abs(one["qann_accuracy"] - two["qann_accuracy"]) <= 0.025
     # Artifacts written once, by rank 0: its settings, not rank 1's relaunch command.
     overrides = (tmp_path / "two" / ".hydra" / "overrides.yaml").read_text()
     assert "trainer.devices=2" in overrides and "train_ddp_process" not in overrides
-    assert abs(one["ann_accuracy"] - two["ann_accuracy"]) < 0.08
+    assert abs(one["ann_accuracy"] - two["ann_accuracy"]) <= 0.025
 
 
 @pytest.mark.slow
 def test_evaluation_on_two_processes_gives_the_same_report(tmp_path):
     run_dir = tmp_path / "run"
     _train(run_dir, "trainer=debug")
-    reports = {}
+    reports, probes = {}, {}
     for procs in (1, 2):
-        out = tmp_path / f"eval{procs}"
+        out, probe = tmp_path / f"eval{procs}", tmp_path / f"probe{procs}"
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={procs}"]  # fmt: skip
+        # evaluate.py itself, behind a probe that records what each process measured
+        env = {**ENV, "SPIKEZIP_PROBE_DIR": str(probe)}
         result = subprocess.run(
-            [*launcher, str(ROOT / "evaluate.py"), f"snn.path={run_dir / 'snn.pt'}",
-             "data=digits", f"out_dir={out}", "snn.timesteps=12"],
-            capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=600,
+            [*launcher, str(ROOT / "tests" / "evaluate_probe.py"),
+             f"snn.path={run_dir / 'snn.pt'}", "data=digits", f"out_dir={out}",
+             "snn.timesteps=12"],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         reports[procs] = json.loads((out / "snn_eval.json").read_text())
+        probes[procs] = [json.loads((probe / f"rank{r}.json").read_text()) for r in range(procs)]
+    # The two processes formed one group of two, and each measured its own share: the
+    # shares are disjoint and make up the samples once. (Processes that never joined
+    # would each measure all 359, and rank 0 would still write the same report.)
+    assert [p["groups"] for p in probes[2]] == [
+        [{"world_size": 2, "rank": 0}],
+        [{"world_size": 2, "rank": 1}],
+    ]
+    shares = [set(p["read"]) for p in probes[2]]
+    assert [len(p["read"]) for p in probes[2]] == [len(s) for s in shares]  # each read once
+    assert [p["measured"] for p in probes[2]] == [[len(s)] for s in shares] == [[180], [179]]
+    assert not shares[0] & shares[1] and shares[0] | shares[1] == set(range(359))
+    assert probes[1][0]["measured"] == [359] and sorted(probes[1][0]["read"]) == list(range(359))
     # Every count exactly (accuracy, agreement, T_eq, spikes and energy); the real-valued
     # output error up to float32 rounding (samples are batched differently).
     errors = [reports[n].pop("output_error_per_t") for n in (1, 2)]

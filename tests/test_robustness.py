@@ -3,9 +3,12 @@ others can read."""
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
+from collections import namedtuple
 from pathlib import Path
 from urllib.error import URLError
 
@@ -21,6 +24,7 @@ from spikezip.config import ConfigError, register_configs, validate
 from spikezip.conversion import convert_file
 from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.evaluation import evaluate_snn
+from spikezip.io import BusyError, held_lock
 from spikezip.lit.guards import DivergenceError
 from spikezip.models import small_cnn
 from spikezip.quant import to_qann
@@ -140,14 +144,19 @@ def test_a_run_that_made_nothing_is_not_a_run_to_resume(tmp_path):
     "stage, overrides, match",
     [
         ("teacher", ["teacher.optimizer.lr=1e12"], r"the teacher diverged at step \d+ \(epoch 1\)"),
-        ("pet", ["pet.optimizer.lr=1e12"], r"the PET fine-tuning diverged at step \d+ \(epoch 1\)"),
+        # Every step's loss is finite; the weights after the last one are not usable.
+        ("teacher", ["teacher.optimizer.lr=1e8"], r"the teacher diverged .*validation metrics"),
+        ("pet", ["pet.optimizer.lr=1e8"], r"the PET fine-tuning diverged at step \d+ \(epoch 1\)"),
+        ("pet", ["method=qcfs", "pet.optimizer.lr=1e8"], r"the qcfs fine-tuning diverged"),
+        ("pet", ["method=rate", "pet.optimizer.lr=1e8"], r"the rate fine-tuning diverged"),
     ],
 )
 def test_divergence_stops_the_stage_and_saves_nothing_of_it(tmp_path, stage, overrides, match):
     with pytest.raises(DivergenceError, match=match) as info:
         pipeline.train(_compose(overrides=[*FAST, *overrides]), tmp_path)
     message = str(info.value)
-    assert f"{stage}.optimizer.lr=1e+12 now" in message and "lower learning rate" in message
+    lr = next(o.split("=")[1] for o in overrides if "lr=" in o)
+    assert f"{stage}.optimizer.lr={float(lr):g} now" in message and "lower learning rate" in message
     assert not (tmp_path / "checkpoints" / stage / "last.ckpt").exists()
     assert not (tmp_path / "qann.ckpt").exists() and not (tmp_path / "snn.pt").exists()
     assert (tmp_path / "teacher.ckpt").exists() == (stage == "pet")
@@ -336,7 +345,7 @@ def test_a_quantization_scale_pushed_below_zero_is_divergence(tmp_path):
     guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)  # all is well
     with torch.no_grad():
         module.pet.net.features[2].scales[0].fill_(-3.0)  # finite, but no quantizer
-    with pytest.raises(DivergenceError, match=r"scales \{'pet.net.features.2.scales.0': -3.0\}"):
+    with pytest.raises(DivergenceError, match=r"steps \{'pet.net.features.2.scales.0': -3.0\}"):
         guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)
 
 
@@ -382,3 +391,180 @@ def test_a_run_directory_of_another_version_is_named(uninterrupted):
     identity.pop("format")
     with pytest.raises(ConfigError, match="made by another version of SpikeZIP"):
         check_same_run(identity, validate(_compose(overrides=FAST)))
+
+
+_Usage = namedtuple("_Usage", "total used free")  # what shutil.disk_usage returns
+
+
+def _write_then(tmp: Path, error: Exception):
+    tmp.write_bytes(b"x" * 4096)  # part of the file, then the disk is full
+    raise error
+
+
+def test_a_full_disk_is_one_line_naming_the_file_the_space_and_the_directory(
+    tmp_path, monkeypatch, capsys
+):
+    from spikezip import io
+    from spikezip.cli import report_errors
+
+    target = tmp_path / "teacher.ckpt"
+    target.write_bytes(b"previous")
+    full = OSError(28, "No space left on device")
+    with pytest.raises(io.DiskFullError) as info:
+        io.atomic_write(target, lambda tmp: _write_then(tmp, full))
+    message = str(info.value)
+    assert message.startswith(f"no space left to write {target}: it needs more than 0.0 MB")
+    assert f"{tmp_path} has " in message and "MB free" in message
+    assert target.read_bytes() == b"previous" and sorted(tmp_path.iterdir()) == [target]
+    # torch.save reports a full disk as a RuntimeError of its zip writer, without errno.
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda path: _Usage(0, 0, 0))
+    torch_full = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+    with pytest.raises(io.DiskFullError, match=f"no space left to write {target}"):
+        io.atomic_write(target, lambda tmp: _write_then(tmp, torch_full))
+    # Any other failure is not taken for a full disk.
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        io.atomic_write(target, lambda tmp: _write_then(tmp, torch_full))
+    # On the command line: one line, no traceback; also for a write outside spikezip.io.
+    monkeypatch.setattr(sys, "exit", lambda code: None)
+
+    def log_write():
+        raise OSError(28, "No space left on device", str(tmp_path / "train.log"))
+
+    report_errors(log_write)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"Error: no space left on the device to write {tmp_path / 'train.log'}; free some "
+        "space (or move the run directory to a larger disk) and run the same command again"
+    ]
+
+
+def test_a_truncated_epoch_checkpoint_says_how_to_restart_its_stage(uninterrupted, tmp_path):
+    import shutil
+
+    reference, _ = uninterrupted
+    run_dir = tmp_path / "copy"
+    shutil.copytree(reference, run_dir)
+    for name in ("qann.ckpt", "snn.pt"):  # a run copied while PET was training
+        (run_dir / name).unlink()
+    last = run_dir / "checkpoints" / "pet" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        pipeline.train(_compose(overrides=FAST), run_dir)
+    message = str(info.value)
+    assert f"{last}, the last epoch checkpoint of the PET fine-tuning, is corrupt" in message
+    assert f"mv {last} {last}.corrupt" in message and "restarts from its first epoch" in message
+    last.rename(last.with_suffix(".ckpt.corrupt"))  # what the message says to do
+    assert pipeline.train(_compose(overrides=FAST), run_dir)["agreement"] == 1.0
+
+
+def test_a_non_finite_teacher_file_is_refused(tmp_path):
+    from spikezip.artifacts import load_ann, save_ann
+
+    model = small_cnn()
+    with torch.no_grad():
+        model.features[0].weight[0, 0, 0, 0] = float("nan")
+    save_ann(model, tmp_path / "teacher.ckpt")
+    with pytest.raises(CheckpointError, match=r"non-finite weights \(\['features.0.weight'\]\)"):
+        load_ann(tmp_path / "teacher.ckpt", {"name": "small", "num_classes": 10})
+
+
+def test_settings_the_method_does_not_use_are_refused_on_the_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "method=rate", "variant=pr", "model=resnet20",
+         "pet.alpha=0.5", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: this run would not use settings it was given: ")
+    assert "pet.levels=[8, 4, 2] (from variant=pr): method=rate keeps the ReLUs" in line
+    assert "pet.alpha=0.5 (from pet.alpha=0.5): method=rate fine-tunes one ANN" in line
+    assert "model.rcr" not in line  # re-routing shapes the teacher every method starts from
+    assert not (tmp_path / "run_identity.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, refused",
+    [
+        (["method=qcfs", "pet.levels=[8,4]"], "pet.levels=[8, 4] (from the config given): "
+         "method=qcfs uses pet.levels[0] = 8 (L) only"),
+        (["method=qcfs", "pet.bn_sharing=independent"], "pet.bn_sharing=independent"),
+        (["method=rate", "snn.encoding=once"], "snn.encoding=once"),
+        (["variant=n", "pet.sub_label=hard"], "pet.sub_label=hard (from the config given): "
+         "pet.levels=[8] is one path"),
+        (["pet.main_label=hard", "pet.sub_label=hard", "pet.temperature=2"],
+         "pet.temperature=2.0 (from the config given): no loss term is distilled"),
+    ],
+)  # fmt: skip
+def test_settings_a_run_would_not_use_are_refused(tmp_path, overrides, refused):
+    with pytest.raises(ConfigError, match="this run would not use settings") as info:
+        pipeline.train(_compose(overrides=[*FAST, *overrides]), tmp_path)
+    assert refused in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unused_defaults_are_left_out_of_the_run_identity():
+    from spikezip.config import run_identity
+
+    def identity(*overrides):
+        return run_identity(validate(_compose(overrides=[*FAST, *overrides])))
+
+    rate, qcfs, one_path = identity("method=rate"), identity("method=qcfs"), identity("variant=n")
+    for key in ("pet.alpha", "pet.sub_label", "pet.scale_sharing", "pet.bn_sharing"):
+        assert key not in rate and key not in qcfs and key not in one_path
+        assert key in identity()  # SpikeZIP-P uses them all
+    assert "pet.levels" not in rate and qcfs["pet.levels"] == [8]
+    # A setting the rate method ignores does not make its run another run.
+    assert identity("method=rate", "pet.levels=[4,2]") == rate
+
+
+def test_a_second_run_on_a_busy_directory_is_refused_until_the_first_dies(tmp_path):
+    lock = tmp_path / pipeline.LOCK
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom spikezip.io import held_lock\n"
+         f"with held_lock({str(lock)!r}, 'x'):\n    print('held', flush=True)\n"
+         "    time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BusyError) as info:
+            pipeline.train(_compose(overrides=FAST), tmp_path)
+        message = str(info.value)
+        assert f"run directory {tmp_path} is in use by pid {holder.pid} on host " in message
+        assert not (tmp_path / "run_identity.json").exists()  # refused before anything
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait()
+    assert lock.exists()  # left by the killed holder, and no obstacle:
+    with held_lock(lock, "x"):
+        assert str(os.getpid()) in lock.read_text()
+    assert not lock.exists()
+
+
+@pytest.mark.slow
+def test_a_requeued_train_py_is_refused_and_a_rerun_after_kill_9_resumes(tmp_path):
+    def train(*extra):
+        return [sys.executable, str(ROOT / "train.py"), *FAST, "teacher.epochs=30",
+                f"hydra.run.dir={tmp_path}", *extra]  # fmt: skip
+
+    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
+    first = subprocess.Popen(train(), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    last = tmp_path / "checkpoints" / "teacher" / "last.ckpt"
+    try:
+        for _ in range(600):
+            if last.exists():
+                break
+            time.sleep(0.1)
+        assert last.exists()
+        second = subprocess.run(train(), cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert second.returncode == 1
+        assert f"is in use by pid {first.pid}" in second.stderr.strip().splitlines()[-1]
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    rerun = subprocess.run(train(), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "teacher: resuming from" in rerun.stdout + rerun.stderr

@@ -41,6 +41,7 @@ class QCFS(nn.Module):
     """
 
     spikezip_leaf = True
+    positive_parameters = ("threshold",)  # a step must stay > 0 (the divergence guard)
 
     def __init__(self, levels: int, threshold: float | None = None):
         super().__init__()

@@ -5,7 +5,7 @@ what Hydra is told (:mod:`~spikezip.config.hydra`). Importable without Hydra."""
 
 from spikezip.config.build import to_plain, validate
 from spikezip.config.choices import DType, Library, TaskName, TeacherSource, VGGVariant
-from spikezip.config.hydra import record_hydra_run, register_configs
+from spikezip.config.hydra import chosen_settings, record_hydra_run, register_configs
 from spikezip.config.identity import IDENTITY_FORMAT, TEACHER_KEYS, check_same_run, run_identity
 from spikezip.config.schema import (
     ConvertConfig,
@@ -16,9 +16,13 @@ from spikezip.config.schema import (
     SNNConfig,
     TrainConfig,
 )
+from spikezip.config.usage import refuse_unused, unused_settings
 from spikezip.settings import ConfigError
 
 __all__ = [
+    "chosen_settings",
+    "refuse_unused",
+    "unused_settings",
     "IDENTITY_FORMAT",
     "TEACHER_KEYS",
     "ConfigError",

@@ -34,6 +34,52 @@ def record_hydra_run(run_dir: str | Path, cfg: DictConfig) -> None:
         )
 
 
+def chosen_settings() -> dict[str, str] | None:
+    """The settings the user chose on the command line, as ``{dotted key: the override
+    that set it}``: each ``key=value``, and for each ``group=option`` the keys that option
+    sets itself (not those of the options its own defaults list pulls in: a paper row's
+    ``experiment`` picks a variant for SpikeZIP, not for the method the user compares).
+    None when not running under Hydra."""
+    # Hydra loads only under the entry points (this module imports without it).
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized():
+        return None
+    overrides = list(HydraConfig.get().overrides.task)
+    repository = GlobalHydra.instance().config_loader().repository
+    chosen = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key, text = override.key_or_group, override.input_line
+        if key.startswith("hydra") or override.is_delete():
+            continue
+        value = override.value()
+        if repository.group_exists(key) and isinstance(value, str):
+            loaded = repository.load_config(f"{key}/{value}")
+            if loaded is None:
+                continue
+            package = loaded.header.get("package")
+            prefix = "" if package == "_global_" else f"{package or key}."
+            tree = OmegaConf.to_container(loaded.config, resolve=False)
+            chosen.update(dict.fromkeys(_keys(tree, prefix), text))
+        else:
+            chosen[key] = text
+    return chosen
+
+
+def _keys(tree: dict, prefix: str) -> list[str]:
+    keys = []
+    for name, value in tree.items():
+        if name == "defaults" or name == "hydra":
+            continue
+        if isinstance(value, dict) and value:
+            keys += _keys(value, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
 def register_configs() -> None:
     """Register the schemas so Hydra type-checks every composed config against them, and
     the study's settings as the options of the group ``ablation``

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from spikezip.config.build import to_plain
 from spikezip.config.schema import TrainConfig
+from spikezip.config.usage import flatten, unused_settings
 from spikezip.settings import ConfigError
 
 # Settings that do not change what a run directory holds (the SNN is converted and
@@ -19,24 +20,21 @@ NOT_IDENTITY = (
 )  # fmt: skip
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 IDENTITY_FORMAT = "spikezip-run/4"
 # The run-identity keys a teacher depends on: runs that agree on them train the same one.
 TEACHER_KEYS = ("format", "seed", "data.", "model.", "teacher.", "trainer.")
 
 
 def run_identity(cfg: TrainConfig) -> dict:
-    """Every setting that shapes a run directory's artifacts, as ``{dotted key: value}``."""
-    flat = _flatten(to_plain(cfg))
+    """Every setting that shapes a run directory's artifacts, as ``{dotted key: value}``;
+    a setting the run does not use (:func:`spikezip.config.usage.unused_settings`) is left
+    out, or recorded as the part of it that is used."""
+    flat = flatten(to_plain(cfg))
+    for unused in unused_settings(cfg):
+        if unused.kept is None:
+            flat.pop(unused.key, None)
+        else:
+            flat[unused.key] = unused.kept
     identity = {
         key: value
         for key, value in flat.items()
@@ -54,7 +52,10 @@ def check_same_run(saved: dict, cfg: TrainConfig) -> None:
             "start a new run directory"
         )
     current = run_identity(cfg)
-    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    # A setting the run does not use was recorded by versions that did not know it.
+    unused = {u.key for u in unused_settings(cfg) if u.kept is None}
+    keys = (saved.keys() | current.keys()) - unused
+    changed = sorted(k for k in keys if saved.get(k) != current.get(k))
     if changed:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         reuse = ""

@@ -1,6 +1,6 @@
 """What makes a training stage survive: an atomic checkpoint after every epoch, a stop at
-the first non-finite loss or weight, and seeds fixed per epoch so a resumed run repeats
-an uninterrupted one."""
+the first non-finite loss, weight or validation metric (before anything of that epoch is
+saved), and seeds fixed per epoch so a resumed run repeats an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
 
 from spikezip.errors import SpikeZIPError
 from spikezip.io import atomic_write
-from spikezip.pet import PathQReLU
-from spikezip.quant import QReLU
 
 
 class DivergenceError(SpikeZIPError, RuntimeError):
@@ -54,8 +53,11 @@ class EpochSeed(pl.Callback):
 
 class DivergenceGuard(pl.Callback):
     """Stops a stage at the first step whose loss or weights are not finite, or whose
-    Q-ReLU scales are not positive, before any checkpoint of that epoch is written, with
-    an error that says where and what to try.
+    Q-ReLU scales are not positive, and at the end of an epoch whose weights, buffers
+    (batch-norm statistics) or validation metrics are not finite, before any checkpoint of
+    that epoch is written (Lightning runs checkpoint callbacks last), with an error that
+    says where and what to try. A step can look finite while its update is not: a huge
+    learning rate leaves finite weights whose validation loss is NaN.
 
     ``label`` names the stage in the message; ``key`` is its config prefix (``teacher``
     or ``pet``) and ``lr`` its learning rate, for the advice. The module's
@@ -74,13 +76,45 @@ class DivergenceGuard(pl.Callback):
         )
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Quantization steps (a Q-ReLU's scale, a PET path's scales) must stay positive.
+        # Quantization steps (a Q-ReLU's scale, a PET path's scales, a QCFS threshold) must
+        # stay positive: each such module names them in ``positive_parameters``.
         self._scales = {}
         for name, module in pl_module.named_modules():
-            if isinstance(module, QReLU):
-                self._scales[f"{name}.scale"] = module.scale
-            elif isinstance(module, PathQReLU):
-                self._scales.update({f"{name}.scales.{i}": p for i, p in enumerate(module.scales)})
+            for attr in getattr(module, "positive_parameters", ()):
+                value = getattr(module, attr)
+                if isinstance(value, nn.ParameterList):
+                    self._scales.update({f"{name}.{attr}.{i}": p for i, p in enumerate(value)})
+                else:
+                    self._scales[f"{name}.{attr}"] = value
+
+    def _check_state(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Every floating-point parameter and buffer finite (one device sync)."""
+        tensors = dict(pl_module.named_parameters())
+        tensors.update(pl_module.named_buffers())
+        tensors = {n: t for n, t in tensors.items() if t.is_floating_point()}
+        if not tensors:
+            return
+        if bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
+            return
+        names = [n for n, t in tensors.items() if not torch.isfinite(t).all()]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        self._fail(trainer, f"the weights or statistics {names[:3]}{more} are not finite")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check_state(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._check_state(trainer, pl_module)
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if "val" in key.split("/") and not torch.isfinite(torch.as_tensor(value)).all()
+        }
+        if metrics:
+            listed = ", ".join(f"{key} = {value}" for key, value in metrics.items())
+            self._fail(trainer, f"its validation metrics are not finite ({listed})")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -97,4 +131,4 @@ class DivergenceGuard(pl.Callback):
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             self._fail(trainer, f"the weights {names[:3]}{more} are not finite")
         scales = {n: float(p.detach().min()) for n, p in self._scales.items() if not (p > 0).all()}
-        self._fail(trainer, f"the Q-ReLU scales {scales} are no longer positive")
+        self._fail(trainer, f"the quantization steps {scales} are no longer positive")

@@ -31,7 +31,9 @@ from spikezip.config import (
     TeacherSource,
     TrainConfig,
     check_same_run,
+    chosen_settings,
     record_hydra_run,
+    refuse_unused,
     run_identity,
     to_plain,
     validate,
@@ -40,8 +42,9 @@ from spikezip.conversion import convert_and_prove
 from spikezip.data import EpochShuffle, build_datasets
 from spikezip.distributed import barrier, is_rank_zero, on_rank_zero, reduce_sum
 from spikezip.evaluation import evaluate_snn, evaluation_batches
-from spikezip.io import copy_file, file_lock, read_json, write_json
+from spikezip.io import CheckpointError, copy_file, file_lock, held_lock, read_json, write_json
 from spikezip.lit.callbacks import SNNConversionCallback, log_curve
+from spikezip.lit.console import ModelTable, quiet_lightning
 from spikezip.lit.guards import AtomicCheckpointIO, DivergenceGuard, EpochSeed, epoch_checkpoint
 from spikezip.lit.pet_module import PETModule
 from spikezip.lit.teacher import TeacherModule
@@ -50,6 +53,7 @@ from spikezip.models import build_model
 from spikezip.tasks import Report
 
 log = logging.getLogger(__name__)
+LOCK = ".spikezip.lock"  # held by the process running a run directory
 
 
 @dataclass
@@ -108,7 +112,8 @@ class Run:
             enable_progress_bar=t.enable_progress_bar,
             default_root_dir=self.dir,
             logger=self.loggers(stage) or False,
-            callbacks=callbacks,
+            callbacks=[ModelTable(), *callbacks],
+            enable_model_summary=False,  # Lightning's own: ModelTable replaces it
             plugins=[AtomicCheckpointIO()],
             **limits,
         )
@@ -120,7 +125,8 @@ class Run:
         atomic checkpoint after every epoch, resuming from ``checkpoints/<stage>/last.ckpt``
         and stopping at the first non-finite loss or weight."""
         ckpts = self.dir / "checkpoints" / stage
-        label = "teacher" if stage == "teacher" else "PET fine-tuning"
+        method = method_of(self.cfg.method)
+        label = "teacher" if stage == "teacher" else f"{method.fine_tuning} fine-tuning"
         guards = [
             epoch_checkpoint(ckpts),
             DivergenceGuard(label, key=stage, lr=lr),
@@ -131,7 +137,7 @@ class Run:
         start = 0
         if last.exists():
             log.info("%s: resuming from %s", stage, last)
-            start = _finished_epochs(last)
+            start = _finished_epochs(last, label)
         # Data-loader workers take their first indices before Lightning calls set_epoch.
         self.train_loader.sampler.set_epoch(start)
         trainer.fit(
@@ -140,11 +146,23 @@ class Run:
         return trainer
 
 
-def _finished_epochs(checkpoint: Path) -> int:
-    """Epochs a stage's ``last.ckpt`` holds (it is written at the end of an epoch)."""
-    return (
-        int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
-    )
+def _finished_epochs(checkpoint: Path, label: str) -> int:
+    """Epochs a stage's ``last.ckpt`` holds (it is written at the end of an epoch).
+
+    Raises:
+        CheckpointError: the file is not a whole checkpoint (e.g. a bad copy of the run
+            directory); the message says how to restart the stage without it.
+    """
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["epoch"]) + 1
+    except Exception as err:  # torch fails on a truncated zip with any exception type
+        raise CheckpointError(
+            f"{checkpoint}, the last epoch checkpoint of the {label}, is corrupt or "
+            f"truncated ({type(err).__name__}: {str(err).splitlines()[0][:120]}). Move it "
+            f"aside (mv {checkpoint} {checkpoint}.corrupt) and run the same command again: "
+            "the stage then restarts from its first epoch (the stages before it are kept)"
+        ) from err
 
 
 def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
@@ -233,15 +251,6 @@ def run_pet(run: Run, teacher: nn.Module) -> PETModule:
     return module
 
 
-def _route_lightning_logs() -> None:
-    """Lightning prints through its own handler; under Hydra that doubles every line.
-    Send its records to the root logger (Hydra's console and train.log) only."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-
-
 def _made_anything(run_dir: Path) -> bool:
     """Whether a run directory holds an artifact or a training checkpoint."""
     artifacts = ("teacher.ckpt", "qann.ckpt", "snn.pt")
@@ -260,13 +269,22 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path) -> Report:
     """
     composed = cfg
     cfg = validate(cfg, TrainConfig)
+    refuse_unused(cfg, chosen_settings())  # e.g. pet.alpha for a method with one path
     cfg.trainer.simulation_device()  # trainer=gpu without CUDA fails now, not after training
     run_dir = Path(run_dir)
+    if not is_rank_zero():  # a process beside rank 0 of the same run: it holds the lock
+        return _train(cfg, composed, run_dir)
+    # Held for the run's lifetime: a second train.py on this directory (a resubmitted
+    # cluster job) is refused instead of training the same stages beside it.
+    with held_lock(run_dir / LOCK, f"run directory {run_dir}"):
+        return _train(cfg, composed, run_dir)
+
+
+def _train(cfg: TrainConfig, composed, run_dir: Path) -> Report:
     identity = run_dir / "run_identity.json"
     if identity.exists() and _made_anything(run_dir):
         check_same_run(read_json(identity), cfg)
-    if logging.getLogger().handlers:  # a configured root logger (Hydra's)
-        _route_lightning_logs()
+    quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True)
     run = _open_run(cfg, run_dir)  # a missing dataset fails here, before anything is written
     if is_rank_zero():  # under DDP every process runs this function; one writes
@@ -353,6 +371,7 @@ def _stages(run: Run) -> Report:
             sample=sample,
             method=cfg.method,
             calibration=run.calibration(),
+            progress=cfg.trainer.enable_progress_bar,
         )
 
     on_rank_zero(convert)

@@ -8,7 +8,12 @@ from collections.abc import Iterable
 from torch import nn
 
 from spikezip.models import build_model
+from spikezip.settings import Unused
 from spikezip.snn import Encoding, SpikingNetwork
+
+# What only a paths ensemble uses: the sub-paths' weight and label, and how the paths
+# share the Q-ReLU scales and the batch-norm statistics.
+SUB_PATH_SETTINGS = ("pet.alpha", "pet.sub_label", "pet.scale_sharing", "pet.bn_sharing")
 
 
 class Method:
@@ -30,6 +35,33 @@ class Method:
     exact: bool
     ensemble: bool = False
     calibrates: bool = False
+
+    @property
+    def fine_tuning(self) -> str:
+        """What its fine-tuning is called in messages: ``PET`` for an ensemble."""
+        return "PET" if self.ensemble else self.name
+
+    def unused_settings(self, pet) -> list[Unused]:
+        """The settings of ``train.py`` this method leaves unused, given the run's ``pet``
+        settings (:class:`spikezip.pet.PETConfig`): a run that chose one is refused, and
+        one set by a default it did not choose is left out of its identity
+        (:mod:`spikezip.config.usage`). A method with settings of its own to ignore adds
+        them here."""
+        unused = []
+        if not self.ensemble:
+            why = f"method={self.name} fine-tunes one ANN, not a paths ensemble"
+            unused += [Unused(key, why) for key in SUB_PATH_SETTINGS]
+            if len(pet.levels) > 1:
+                kept = pet.levels[:1]
+                why = f"method={self.name} uses pet.levels[0] = {kept[0]} (L) only"
+                unused.append(Unused("pet.levels", why, kept=kept))
+        elif len(pet.levels) == 1:
+            why = f"pet.levels={pet.levels} is one path: there are no sub-paths"
+            unused += [Unused(key, why) for key in SUB_PATH_SETTINGS]
+        if not self.exact:
+            why = f"method={self.name} feeds its SNN the input on every step"
+            unused.append(Unused("snn.encoding", why))
+        return unused
 
     def student(self, teacher: nn.Module, levels: int) -> nn.Module:
         """The trainable ANN made from the teacher, whose SNN the run will measure."""

@@ -9,6 +9,7 @@ from torch import nn
 from spikezip.baselines.rate import calibrate_thresholds, to_rate_snn
 from spikezip.methods.base import Method
 from spikezip.quant import morph
+from spikezip.settings import Unused
 from spikezip.snn import Encoding
 
 # The settings a conversion without a run's (``settings=None``) uses: those of
@@ -20,6 +21,11 @@ class Rate(Method):
     name = "rate"
     exact = False
     calibrates = True
+
+    def unused_settings(self, pet) -> list[Unused]:
+        why = "method=rate keeps the ReLUs: it has no quantization levels"
+        kept = [u for u in super().unused_settings(pet) if u.key != "pet.levels"]
+        return [*kept, Unused("pet.levels", why)]
 
     def student(self, teacher: nn.Module, levels: int) -> nn.Module:
         return morph(teacher)  # max-pool -> average-pool, ReLUs kept

@@ -38,6 +38,8 @@ class PathQReLU(nn.Module):
     LSQ's rule from the first training batch its path sees.
     """
 
+    positive_parameters = ("scales",)  # each path's step must stay > 0 (the divergence guard)
+
     def __init__(
         self, levels: Sequence[int], sharing: Sharing, selector: PathSelector, scale: float | None
     ):

@@ -106,6 +106,7 @@ class QReLU(nn.Module):
     """
 
     spikezip_leaf = True  # one node in a torch.fx graph, not traced into
+    positive_parameters = ("scale",)  # a step must stay > 0 (the divergence guard)
 
     def __init__(self, levels: int, scale: float | None = None):
         super().__init__()

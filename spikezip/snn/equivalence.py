@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
+from rich.progress import Progress
 from torch import Tensor, nn
 
 from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
@@ -80,6 +81,7 @@ def check_equivalence(
     x: Tensor,
     max_timesteps: int = MAX_TIMESTEPS,
     rtol: float | None = None,
+    progress: bool = False,
 ) -> EquivalenceReport:
     """Run the QANN once and the SNN to equilibrium on ``x`` and compare them.
 
@@ -91,10 +93,19 @@ def check_equivalence(
         x: ``[B, ...]`` inputs, in the SNN's dtype (compare in float64 for a proof).
         max_timesteps: simulation budget to reach equilibrium.
         rtol: output tolerance; default 1e-9 for float64, 1e-4 otherwise.
+        progress: show a bar of the steps simulated (it ends early at equilibrium).
     """
     neurons = snn.neurons
     expected, activations = run_with_activations(qann, x, neurons)
-    sim = snn.run(x, max_timesteps, stop_at_equilibrium=True)
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"equivalence proof on {len(x)} inputs", total=None)
+
+        def step(t: int, _) -> None:
+            bar.update(task, completed=t, description=f"equivalence proof: T={t}")
+
+        sim = snn.run(
+            x, max_timesteps, stop_at_equilibrium=True, on_step=step if progress else None
+        )
     steps = sim.timesteps
     got = snn.release.estimate(sim.final, steps)
     layers = []

@@ -211,7 +211,7 @@ def measure_snn(
             meter.on_step(t, net)
 
     with Progress(transient=True, disable=not progress) as bar:
-        task_id = bar.add_task("SNN measurement", total=limit_batches)
+        task_id = bar.add_task(f"SNN at T=1..{timesteps}, batch by batch", total=limit_batches)
         for i, (x, y) in enumerate(batches):
             if limit_batches is not None and i >= limit_batches:
                 break

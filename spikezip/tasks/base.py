@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from torch import Tensor
@@ -18,6 +19,10 @@ from spikezip.snn.measure import Curve, Measurement
 
 if TYPE_CHECKING:  # torchmetrics imports matplotlib: only the training modules need it
     from torchmetrics import Metric
+
+
+# The time-steps a run's summary shows (those measured): the field's usual columns.
+SUMMARY_TIMESTEPS = (1, 2, 4, 8, 16, 32)
 
 
 class Task(Protocol):
@@ -96,10 +101,50 @@ class Report(Mapping):
         """How far from its ANN the SNN is at equilibrium, by name (for loggers)."""
         raise NotImplementedError
 
-    def _t_eq_text(self) -> str:
-        """``T_eq mean 9.01``, or that no sample settled (for :meth:`headline`)."""
-        t_eq = self.t_eq_mean
-        return "T_eq mean " + (f"{t_eq:.2f}" if t_eq is not None else "- (no sample settled)")
+    def _equilibrium_text(self) -> str:
+        """The SNN's scores at equilibrium and how close to its QANN (for :meth:`summary`)."""
+        raise NotImplementedError
+
+    def summary(self, out_dir: str | Path | None = None) -> str:
+        """The result for a terminal, a few lines: the ANN's and the QANN's score, the
+        SNN's at ``T = 1, 2, 4, 8, 16, 32`` (those measured, and the last T) and at
+        equilibrium, ``T_eq``, the energy per inference, the warnings and, with
+        ``out_dir``, the files to open."""
+        curve = self.curve()
+        name = curve.name
+        kind = "exact" if self.exact else "approximate by design"
+        lines = [f"{self.method} SNN ({kind}), {self.samples} samples, {self.dtype}:"]
+        if self.ann_score is not None:
+            lines.append(f"  ANN (teacher)   {name} {self.ann_score:.1%}")
+        lines.append(f"  QANN            {name} {self.qann_score:.1%}")
+        points = dict(zip(curve.timesteps, curve.values, strict=True))
+        shown = [t for t in points if t in SUMMARY_TIMESTEPS or t == curve.timesteps[-1]]
+        lines.append("  SNN             " + "  ".join(f"T={t} {points[t]:.1%}" for t in shown))
+        if self.encoding == "constant":  # rate coding: the input never stops
+            lines.append("  equilibrium     none: the input is fed on every step")
+        else:
+            lines.append(f"  at equilibrium  {self._equilibrium_text()}")
+            t_eq = (
+                f"mean {self.t_eq_mean:.2f}, max {self.t_eq_max}"
+                if self.t_eq_mean is not None
+                else "no sample settled"
+            )
+            if self.t_eq_max < 0 < self.settled:
+                t_eq = f"mean {self.t_eq_mean:.2f} over the samples that settled"
+            lines.append(f"  T_eq            {t_eq} ({self.settled}/{self.samples} settled)")
+        energy = self.energy or {}
+        if energy.get("snn_joules"):
+            steps = len(energy["snn_joules"])
+            lines.append(
+                f"  energy          ANN {energy['ann_joules'] * 1e6:.3g} µJ, SNN "
+                f"{energy['snn_joules'][-1] * 1e6:.3g} µJ at T={steps} (per inference)"
+            )
+        lines += [f"  warning: {warning}" for warning in self.warnings]
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            lines.append(f"  figure          {out_dir / (curve.stem + '.png')}")
+            lines.append(f"  report          {out_dir / 'snn_eval.json'}")
+        return "\n".join(lines)
 
     def to_json(self) -> dict:
         data = {"method": self.method, "exact": self.exact, "task": self.task}

@@ -87,6 +87,8 @@ class ClassificationMeasurement(Equilibrium):
             the others never did within the horizon.
         ann_correct, ann_samples: the same for the full-precision ANN, when one was given.
         agree_per_t: ``[timesteps]`` samples whose SNN prediction after T steps is the QANN's.
+        final_correct: samples the SNN got right at equilibrium (or after the last step
+            simulated where not reached).
         output_error: ``[timesteps]`` per sample, ``|estimate - QANN output|_1 /
             |QANN output|_1`` after T steps, summed (the estimate is the accumulated output,
             or its rate for a constant input: :meth:`Release.estimate`).
@@ -102,6 +104,7 @@ class ClassificationMeasurement(Equilibrium):
     ann_samples: Tensor
     agree_per_t: Tensor
     output_error: Tensor
+    final_correct: Tensor
     task: Classification = field(default_factory=Classification, repr=False)
 
     @classmethod
@@ -121,6 +124,7 @@ class ClassificationMeasurement(Equilibrium):
             z(),
             z(timesteps),
             z(timesteps),
+            z(),
             task or Classification(),
         )
 
@@ -131,6 +135,7 @@ class ClassificationMeasurement(Equilibrium):
         self.output_error += output_error(estimate, reference)
         self.reference_correct += float(task.correct(reference, targets))
         self.agree += float(task.agree(sim.final, reference))
+        self.final_correct += float(task.correct(sim.final, targets))
         self._add_equilibrium(sim)
         if ann_outputs is not None:
             self.ann_correct += float(task.correct(ann_outputs, targets))
@@ -152,6 +157,12 @@ class ClassificationMeasurement(Equilibrium):
     @property
     def qann_accuracy(self) -> float:
         return float(self.reference_correct) / max(self.count, 1)
+
+    @property
+    def equilibrium_accuracy(self) -> float:
+        """The SNN's accuracy at equilibrium (after the last step simulated where not
+        reached)."""
+        return float(self.final_correct) / max(self.count, 1)
 
     @property
     def ann_accuracy(self) -> float | None:
@@ -186,6 +197,7 @@ class ClassificationMeasurement(Equilibrium):
             "ann_accuracy": self.ann_accuracy,
             "qann_accuracy": self.qann_accuracy,
             "snn_accuracy": self.snn_accuracy,
+            "snn_accuracy_eq": self.equilibrium_accuracy,
             "agreement": self.agreement,
             "agreement_per_t": self.agreement_per_t,  # how far from its ANN, at every T
             "output_error_per_t": self.output_error_per_t,
@@ -210,6 +222,7 @@ class ClassificationReport(Report):
     qann_accuracy: float
     snn_accuracy: list[float]
     ann_accuracy: float | None = None
+    snn_accuracy_eq: float | None = None  # None: a report written before it was measured
     agreement: float | None = None
     agreement_per_t: list[float] = field(default_factory=list)
     output_error_per_t: list[float] = field(default_factory=list)
@@ -231,10 +244,8 @@ class ClassificationReport(Report):
     def equilibrium(self) -> dict[str, float]:
         return {"agreement": self.agreement}
 
-    def headline(self) -> str:
-        """One line for a terminal: the QANN, the SNN at the last T, agreement, T_eq."""
-        acc = self.snn_accuracy
-        return (
-            f"QANN {self.qann_accuracy:.4f}; SNN at T={len(acc)} {acc[-1]:.4f}; "
-            f"agreement {self.agreement:.4f}; {self._t_eq_text()}"
-        )
+    def _equilibrium_text(self) -> str:
+        parts = [] if self.snn_accuracy_eq is None else [f"accuracy {self.snn_accuracy_eq:.1%}"]
+        if self.agreement is not None:
+            parts.append(f"agreement with the QANN {self.agreement:.1%}")
+        return ", ".join(parts)

@@ -246,11 +246,8 @@ class DetectionReport(Report):
     def equilibrium(self) -> dict[str, float]:
         return {"identical": self.identical}
 
-    def headline(self) -> str:
-        """One line for a terminal: the QANN's mAP@0.5, the SNN's at the last T and at
-        equilibrium, identical detections, T_eq."""
+    def _equilibrium_text(self) -> str:
         return (
-            f"QANN mAP@0.5 {self.qann_map50:.4f}; SNN at T={self.map_timesteps[-1]} "
-            f"{self.snn_map50[-1]:.4f}, at equilibrium {self.snn_map50_eq:.4f}; identical "
-            f"detections {self.identical:.4f}; {self._t_eq_text()}"
+            f"mAP@0.5 {self.snn_map50_eq:.1%}, mAP@[.5:.95] {self.snn_map_eq:.1%}; images "
+            f"whose detections are the QANN's {self.identical:.1%}"
         )
