@@ -77,6 +77,8 @@ def show(text: str) -> None:
     print(text, flush=True)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
+            if handler.stream is None:  # a handler opened lazily (delay=True)
+                handler.stream = handler._open()
             handler.stream.write(text + "\n")
             handler.flush()
 

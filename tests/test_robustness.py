@@ -469,18 +469,49 @@ def test_a_non_finite_teacher_file_is_refused(tmp_path):
         load_ann(tmp_path / "teacher.ckpt", {"name": "small", "num_classes": 10})
 
 
-def test_settings_the_method_does_not_use_are_refused_on_the_command_line(tmp_path):
+def test_settings_the_method_does_not_use_are_refused_as_the_command_line_chose_them():
+    """What ``train.py method=rate variant=pr model=resnet20 pet.alpha=0.5`` is told: the
+    command line composed as Hydra does for a job, with its Hydra config set."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from spikezip.config import TrainConfig, chosen_settings, refuse_unused
+
+    line = ["method=rate", "variant=pr", "model=resnet20", "pet.alpha=0.5"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=line, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        try:
+            chosen = chosen_settings()
+        finally:
+            HydraConfig.instance().cfg = None  # the other tests run without Hydra
+    assert chosen["pet.levels"] == "variant=pr" and "model.rcr" in chosen
+    assert chosen["pet.alpha"] == "pet.alpha=0.5" and chosen["method.name"] == "method=rate"
+    assert "pet.sub_label" not in chosen  # the schema's default: nobody chose it
+    with open_dict(cfg):
+        del cfg["hydra"]
+    with pytest.raises(ConfigError) as info:
+        refuse_unused(validate(OmegaConf.structured(cfg), TrainConfig), chosen)
+    message = str(info.value)
+    assert message.startswith("this run would not use settings it was given: ")
+    assert "pet.levels=[8, 4, 2] (from variant=pr): method=rate keeps the ReLUs" in message
+    assert "pet.alpha=0.5 (from pet.alpha=0.5): method=rate fine-tunes one ANN" in message
+    assert "model.rcr" not in message  # re-routing shapes the teacher every method starts from
+
+
+@pytest.mark.slow
+def test_train_py_refuses_settings_the_method_does_not_use(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "method=rate", "variant=pr", "model=resnet20",
-         "pet.alpha=0.5", f"hydra.run.dir={tmp_path}"],
+         f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )  # fmt: skip
     assert result.returncode == 1
-    line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("Error: this run would not use settings it was given: ")
-    assert "pet.levels=[8, 4, 2] (from variant=pr): method=rate keeps the ReLUs" in line
-    assert "pet.alpha=0.5 (from pet.alpha=0.5): method=rate fine-tunes one ANN" in line
-    assert "model.rcr" not in line  # re-routing shapes the teacher every method starts from
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: this run would not use settings it was given: pet.levels=[8, 4, 2] (from "
+        "variant=pr): method=rate keeps the ReLUs: it has no quantization levels. Leave them "
+        "out, or change what makes them unused."
+    )
     assert not (tmp_path / "run_identity.json").exists()
 
 
@@ -546,7 +577,7 @@ def test_a_second_run_on_a_busy_directory_is_refused_until_the_first_dies(tmp_pa
 @pytest.mark.slow
 def test_a_requeued_train_py_is_refused_and_a_rerun_after_kill_9_resumes(tmp_path):
     def train(*extra):
-        return [sys.executable, str(ROOT / "train.py"), *FAST, "teacher.epochs=30",
+        return [sys.executable, str(ROOT / "train.py"), *FAST, "teacher.epochs=100",
                 f"hydra.run.dir={tmp_path}", *extra]  # fmt: skip
 
     env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
@@ -554,17 +585,20 @@ def test_a_requeued_train_py_is_refused_and_a_rerun_after_kill_9_resumes(tmp_pat
                              stderr=subprocess.DEVNULL)  # fmt: skip
     last = tmp_path / "checkpoints" / "teacher" / "last.ckpt"
     try:
-        for _ in range(600):
+        for _ in range(1200):
             if last.exists():
                 break
             time.sleep(0.1)
         assert last.exists()
+        first.send_signal(signal.SIGSTOP)  # training, frozen mid-stage: it holds the lock
         second = subprocess.run(train(), cwd=tmp_path, env=env, capture_output=True, text=True)
         assert second.returncode == 1
-        assert f"is in use by pid {first.pid}" in second.stderr.strip().splitlines()[-1]
+        assert f"is in use by pid {first.pid} on host " in second.stderr.strip().splitlines()[-1]
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     rerun = subprocess.run(train(), cwd=tmp_path, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "teacher: resuming from" in rerun.stdout + rerun.stderr
+    assert f"Run finished: {tmp_path}" in rerun.stdout
+    assert not (tmp_path / pipeline.LOCK).exists()
