@@ -53,11 +53,12 @@ class EpochSeed(pl.Callback):
 
 class DivergenceGuard(pl.Callback):
     """Stops a stage at the first step whose loss or weights are not finite, or whose
-    Q-ReLU scales are not positive, and at the end of an epoch whose weights, buffers
-    (batch-norm statistics) or validation metrics are not finite, before any checkpoint of
-    that epoch is written (Lightning runs checkpoint callbacks last), with an error that
-    says where and what to try. A step can look finite while its update is not: a huge
-    learning rate leaves finite weights whose validation loss is NaN.
+    quantization steps (a module's ``positive_parameters``) are not positive, and at the
+    end of an epoch whose weights, buffers (batch-norm statistics) or validation metrics
+    are not finite, before any checkpoint of that epoch is written (Lightning runs
+    checkpoint callbacks last), with an error that says where and what to try. A step
+    can look finite while its update is not: a huge learning rate leaves finite weights
+    whose validation loss is NaN.
 
     ``label`` names the stage in the message; ``key`` is its config prefix (``teacher``
     or ``pet``) and ``lr`` its learning rate, for the advice. The module's
