@@ -24,11 +24,17 @@ class Panel:
 
 @dataclass(frozen=True)
 class Check:
-    """The paper expects ``higher``'s ``measure`` above ``lower``'s."""
+    """The paper expects ``higher``'s ``measure`` above ``lower``'s (``relation`` ``above``),
+    or at least not below it (``not_below``: a cost the paper says is none)."""
 
     higher: str
     lower: str
     measure: str
+    relation: str = "above"
+
+    def __post_init__(self):
+        if self.relation not in ("above", "not_below"):
+            raise ValueError(f"a check's relation is above or not_below, not {self.relation!r}")
 
 
 @dataclass(frozen=True)

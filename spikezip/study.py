@@ -6,11 +6,14 @@ mean ± std over seeds, figures, and a verdict on each of the paper's claims.
 
 Each run of the sweep is one setting (``ablation=...``, see :mod:`spikezip.ablations`) and one
 ``seed``; the settings of one seed share their teacher. A claim is a set of paired
-comparisons: for each seed, the difference between two settings on one measure; a
-comparison *holds* when the mean difference over seeds is more than two standard errors
-above zero, is *reversed* when it is that far below, and is *within noise* otherwise. A
-claim is *reproduced* when all its comparisons hold, *not reproduced* when one is
-reversed, and *inconclusive* otherwise.
+comparisons: for each seed, the difference between two settings on one measure, judged by
+a one-sided paired t-test at 5% (``t = mean / SE`` against Student's t with ``n - 1``
+degrees of freedom: 2.92 for 3 seeds). A comparison that expects one setting *above* the
+other *holds* when ``t`` exceeds the critical value, is *reversed* when ``-t`` does, and is
+*within noise* otherwise; one that expects it *not below* (a cost the paper says is none)
+holds when it is not reversed and its mean difference is not negative. A claim is
+*reproduced* when all its comparisons hold, *not reproduced* when one is reversed, and
+*inconclusive* otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from scipy.stats import t as student_t
 
 from spikezip.ablations import CLAIMS, PANELS, Check, Claim, Panel
 from spikezip.compare import RunRecord, find_runs, load_run
@@ -35,6 +40,7 @@ Results = dict[str, dict[int, ClassificationReport]]
 
 STEPS = (1, 2, 4, 8, 16, 32)  # the T columns of the tables
 LOW_T = 4  # "small T": the mean SNN accuracy over T = 1 .. LOW_T
+ALPHA = 0.05  # one-sided significance of a paired comparison
 
 # What one run is measured by, from its snn_eval.json.
 MEASURES = {
@@ -74,14 +80,29 @@ class Comparison:
         return statistics.stdev(self.differences) / math.sqrt(n) if n > 1 else math.nan
 
     @property
+    def critical(self) -> float:
+        """The one-sided 5% critical value of ``t`` for these seeds (2.92 for 3)."""
+        n = len(self.differences)
+        return float(student_t.ppf(1 - ALPHA, n - 1)) if n > 1 else math.nan
+
+    @property
+    def t(self) -> float:
+        """``mean / SE``; infinite when every seed gave the same non-zero difference."""
+        mean, se = self.mean, self.standard_error
+        if se == 0:
+            return math.copysign(math.inf, mean) if mean else 0.0
+        return mean / se
+
+    @property
     def outcome(self) -> str:
-        n, mean, se = len(self.differences), self.mean, self.standard_error
-        if n < 2 or math.isnan(mean):
+        n = len(self.differences)
+        if n < 2 or math.isnan(self.mean):
             return f"too few seeds ({n})"
-        if mean > 2 * se:
-            return "holds"
-        if mean < -2 * se:
+        t, critical = self.t, self.critical
+        if t < -critical:
             return "reversed"
+        if t > critical or (self.check.relation == "not_below" and self.mean >= 0):
+            return "holds"
         return "within noise"
 
 
@@ -165,8 +186,8 @@ def claim_lines(results: Results) -> list[tuple[Claim, str, str]]:
             scale, unit = (1.0, " steps") if c.check.measure == "t_eq" else (100.0, " points")
             numbers.append(
                 f"{c.check.higher} − {c.check.lower} on {c.check.measure}: "
-                f"{scale * c.mean:+.2f} ± {scale * c.standard_error:.2f}{unit} "
-                f"(n={len(c.differences)}, {c.outcome})"
+                f"{scale * c.mean:+.2f} ± {scale * c.standard_error:.2f} (± SE){unit}, "
+                f"t = {c.t:.2f} vs {c.critical:.2f} (n={len(c.differences)}, {c.outcome})"
             )
         lines.append((claim, verdict(comparisons), "; ".join(numbers)))
     return lines
@@ -260,13 +281,17 @@ def _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note
         "ANN itself, so they have a re-routed teacher of their own per seed. Teacher "
         f"(full-precision ANN) accuracy: {_cell(list(ann.values()))}% over the seeds; "
         f"re-routed teacher: {_cell(list(_ann_accuracy(results, 'r').values()))}%.\n",
-        "Every cell is mean ± standard deviation over the seeds, in % (T_eq in time-steps). "
-        f"'Small T' is the mean SNN accuracy over T = 1..{LOW_T}; 'after T_eq' is the accuracy "
-        "at the last T simulated. A claim's comparisons are paired by seed (the settings of a "
-        "seed share a teacher): a comparison holds when the mean difference is more than two "
-        "standard errors above zero, is reversed when it is that far below, and is within "
-        "noise otherwise; a claim is reproduced when all its comparisons hold, not reproduced "
-        "when one is reversed, and inconclusive otherwise.\n",
+        "Every table cell is mean ± standard deviation (± std) over the seeds, in % (T_eq in "
+        f"time-steps). 'Small T' is the mean SNN accuracy over T = 1..{LOW_T}; 'after T_eq' "
+        "is the accuracy at the last T simulated. A claim's comparisons are paired by seed "
+        "(the settings of a seed share a teacher) and given as mean difference ± its "
+        "standard error (± SE); each is judged by a one-sided paired t-test at 5% (t = mean "
+        "/ SE against Student's t with n − 1 degrees of freedom: 2.92 for 3 seeds). One that "
+        "expects a setting above another holds when t exceeds that value, is reversed when "
+        "−t does, and is within noise otherwise; one that expects it not below (a cost the "
+        "paper says is none) holds when not reversed and its mean difference is not "
+        "negative. A claim is reproduced when all its "
+        "comparisons hold, not reproduced when one is reversed, and inconclusive otherwise.\n",
     ]
     if missing:
         names = ", ".join(f"{r.path.name} ({r.status}: {r.error})" for r in missing)

@@ -48,6 +48,29 @@ def test_paired_comparisons_hold_reverse_or_stay_within_noise():
     assert verdict([holds, compare(results, Check("c", "b", "final"))]) == "inconclusive"
 
 
+def test_three_seeds_are_judged_by_a_one_sided_t_test_not_two_standard_errors():
+    flat = {s: [0.5] * 8 for s in range(3)}
+    # P - N after T_eq as the committed study measured it: -1.6, -3.1, -7.6 points.
+    below = {0: [0.484] * 8, 1: [0.469] * 8, 2: [0.424] * 8}
+    results = _results({"n": flat, "p": below})
+    cost = compare(results, Check("p", "n", "final"))
+    assert cost.mean == pytest.approx(-0.041) and cost.standard_error == pytest.approx(
+        0.018, abs=1e-3
+    )
+    assert cost.mean < -2 * cost.standard_error  # reversed by the normal approximation ...
+    assert cost.critical == pytest.approx(2.919986, abs=1e-5)  # Student's t, 2 d.o.f., 5%
+    assert cost.t == pytest.approx(-2.27, abs=0.01) and cost.outcome == "within noise"
+    # "Costs nothing" (not below): not shown by a negative mean within noise ...
+    not_below = compare(results, Check("p", "n", "final", "not_below"))
+    assert not_below.outcome == "within noise"
+    # ... shown by a mean at or above zero, and reversed by a clear cost.
+    assert compare(results, Check("n", "p", "final", "not_below")).outcome == "holds"
+    clear = _results({"n": flat, "p": {s: [0.4 - 0.001 * s] * 8 for s in range(3)}})
+    assert compare(clear, Check("p", "n", "final", "not_below")).outcome == "reversed"
+    with pytest.raises(ValueError, match="above or not_below"):
+        Check("p", "n", "final", "at_least")
+
+
 def test_low_t_is_the_mean_over_the_first_steps_and_t_eq_of_a_rate_snn_is_missing():
     results = {"p": {0: ClassificationReport(snn_accuracy=[0.1, 0.2, 0.3, 0.4, 0.9],
                                              qann_accuracy=0.9, t_eq_mean=3.0)},
@@ -109,7 +132,9 @@ def test_the_report_of_fabricated_runs_keeps_every_number(tmp_path):
         in readme
     )
     assert "| SpikeZIP-N | 3 | 89.0 ± 0.0 | 61.0 ± 1.0 |" in readme
-    assert "p − n on low_t: +10.00 ± 0.00 points (n=3, holds)" in readme
+    assert "p − n on low_t: +10.00 ± 0.00 (± SE) points, t = inf vs 2.92 (n=3, holds)" in readme
+    # The same final accuracy: "PET costs nothing after T_eq" holds (P - N = 0, not below).
+    assert outcome["PET costs nothing after T_eq (P ≥ N at the last T)"] == "reproduced"
     assert "Runs without results" in readme and "9 (unfinished" in readme
     assert (
         "Teacher (full-precision ANN) accuracy: 93.0 ± 1.0% over the seeds; re-routed teacher: –%"
