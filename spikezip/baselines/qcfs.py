@@ -71,23 +71,28 @@ def to_qcfs(ann: nn.Module, levels: int) -> nn.Module:
     return morph(ann, lambda clip: QCFS(levels), QCFS)
 
 
-def _if_from_qcfs(name: str, qcfs: QCFS) -> IFNeuron:
-    threshold = float(qcfs.threshold.detach())
+def if_from_threshold(name: str, activation: nn.Module) -> IFNeuron:
+    """IF neurons for an activation with a learned clip ``threshold`` (QCFS's, OPI's
+    clipped ReLU): threshold ``lambda``, reset by subtraction, ``V0 = lambda / 2``."""
+    threshold = float(activation.threshold.detach())
     if not (math.isfinite(threshold) and threshold > 0):
         raise UnsupportedLayerError(
-            f"QCFS at '{name}' has threshold {threshold}: a neuron threshold must be "
-            "positive and finite"
+            f"{type(activation).__name__} at '{name}' has threshold {threshold}: a neuron "
+            "threshold must be positive and finite"
         )
-    return IFNeuron(qcfs.threshold.detach(), start=0.5)
+    return IFNeuron(activation.threshold.detach(), start=0.5)
 
 
 # Each QCFS activation becomes IF neurons: threshold lambda, V0 = lambda / 2.
-IF_FROM_QCFS = NeuronRule(QCFS, _if_from_qcfs)
+IF_FROM_QCFS = NeuronRule(QCFS, if_from_threshold)
 
 
-def to_if_snn(qcfs_ann: nn.Module) -> SpikingNetwork:
-    """The QCFS SNN of a trained QCFS ANN: IF neurons (threshold ``lambda``, reset by
-    subtraction, ``V0 = lambda / 2``), batch-norm fused, the analog input and every bias
-    fed whole on every step. ``simulate(x, timesteps)`` gives ``[T, B, ...]`` accumulated
-    outputs like the ST-BIF SNN; their rate (output / T) approximates the ANN."""
-    return to_snn(qcfs_ann, "constant", neuron=IF_FROM_QCFS)
+def to_if_snn(ann: nn.Module, activation: type[nn.Module] = QCFS) -> SpikingNetwork:
+    """The IF SNN of a trained ANN whose activations (``activation``: QCFS by default,
+    any module with a learned ``threshold``, such as OPI's clipped ReLU) become IF neurons
+    (threshold ``lambda``, reset by subtraction, ``V0 = lambda / 2``), batch-norm fused,
+    the analog input and every bias fed whole on every step. ``simulate(x, timesteps)``
+    gives ``[T, B, ...]`` accumulated outputs like the ST-BIF SNN; their rate (output / T)
+    approximates the ANN."""
+    rule = IF_FROM_QCFS if activation is QCFS else NeuronRule(activation, if_from_threshold)
+    return to_snn(ann, "constant", neuron=rule)

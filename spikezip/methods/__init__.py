@@ -1,4 +1,5 @@
-"""Conversion methods side by side, one file each: SpikeZIP (exact), QCFS and rate coding."""
+"""Conversion methods side by side, one file each: SpikeZIP (exact), QCFS, OPI and
+rate coding."""
 
 from spikezip.methods.base import Method
 from spikezip.methods.registry import (

@@ -29,12 +29,15 @@ class Method:
             the weights; otherwise its one ANN is fine-tuned with the same loss, epochs and
             optimizer, at ``L = pet.levels[0]``.
         calibrates: its conversion sets thresholds on training batches.
+        without_levels: for a method whose ANN is not quantized, why (``pet.levels`` is
+            then unused); None for a method fine-tuned at ``L = pet.levels[0]``.
     """
 
     name: str
     exact: bool
     ensemble: bool = False
     calibrates: bool = False
+    without_levels: str | None = None  # why its ANN has no quantization levels, if it has none
 
     @property
     def fine_tuning(self) -> str:
@@ -58,6 +61,9 @@ class Method:
         elif len(pet.levels) == 1:
             why = f"pet.levels={pet.levels} is one path: there are no sub-paths"
             unused += [Unused(key, why) for key in SUB_PATH_SETTINGS]
+        if self.without_levels:
+            unused = [u for u in unused if u.key != "pet.levels"]
+            unused.append(Unused("pet.levels", f"method={self.name} {self.without_levels}"))
         if not self.exact:
             why = f"method={self.name} feeds its SNN the input on every step"
             unused.append(Unused("snn.encoding", why))

@@ -9,7 +9,6 @@ from torch import nn
 from spikezip.baselines.rate import calibrate_thresholds, to_rate_snn
 from spikezip.methods.base import Method
 from spikezip.quant import morph
-from spikezip.settings import Unused
 from spikezip.snn import Encoding
 
 # The settings a conversion without a run's (``settings=None``) uses: those of
@@ -20,12 +19,8 @@ PERCENTILE, CALIBRATION_BATCHES, START = 99.9, 10, 0.0
 class Rate(Method):
     name = "rate"
     exact = False
+    without_levels = "keeps the ReLUs: it has no quantization levels"
     calibrates = True
-
-    def unused_settings(self, pet) -> list[Unused]:
-        why = "method=rate keeps the ReLUs: it has no quantization levels"
-        kept = [u for u in super().unused_settings(pet) if u.key != "pet.levels"]
-        return [*kept, Unused("pet.levels", why)]
 
     def student(self, teacher: nn.Module, levels: int) -> nn.Module:
         return morph(teacher)  # max-pool -> average-pool, ReLUs kept

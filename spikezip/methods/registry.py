@@ -10,12 +10,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from spikezip.methods import rate
 from spikezip.methods.base import Method
+from spikezip.methods.opi import OPI
 from spikezip.methods.qcfs import QCFS
 from spikezip.methods.rate import Rate
 from spikezip.methods.spikezip import SpikeZIP
 from spikezip.settings import Choice, SettingError, choice, positive
 
-METHODS: dict[str, Method] = {m.name: m for m in (SpikeZIP(), QCFS(), Rate())}
+METHODS: dict[str, Method] = {m.name: m for m in (SpikeZIP(), QCFS(), Rate(), OPI())}
 
 # The closed set a config schema accepts, taken from the registry.
 MethodName = Choice("MethodName", {name: name for name in METHODS})
