@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from spikezip.errors import few
 from spikezip.io import CheckpointError, atomic_write, load_checkpoint
 from spikezip.methods import MethodConfig, method_of, settings_of
 from spikezip.models import build_model
@@ -49,9 +50,8 @@ def load_ann(path: str | Path, arch: dict) -> nn.Module:
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
     ]
     if broken:  # e.g. a diverged teacher saved by an older version, or by another tool
-        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
         raise CheckpointError(
-            f"{path} holds non-finite weights ({broken[:3]}{more}): it comes from a "
+            f"{path} holds non-finite weights ({few(broken)}): it comes from a "
             "training that diverged; train the teacher again (move the file aside)"
         )
     model = build_model(**arch)

@@ -24,7 +24,7 @@ from spikezip import compare
 from spikezip.config import register_configs
 from spikezip.distributed import is_rank_zero
 from spikezip.errors import SpikeZIPError
-from spikezip.io import DiskFullError, write_json
+from spikezip.io import FREE_SPACE, DiskFullError, write_json
 
 T = TypeVar("T")
 log = logging.getLogger("spikezip")
@@ -52,8 +52,7 @@ def report_errors(run: Callable[[], T]) -> T | None:
             where = f" to write {err.filename}" if err.filename else ""
             raise DiskFullError(
                 errno.ENOSPC,
-                f"no space left on the device{where}; free some space (or move the run "
-                "directory to a larger disk) and run the same command again",
+                f"no space left on the device{where}; {FREE_SPACE}",
             ) from err
     except SpikeZIPError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" and not multirun:

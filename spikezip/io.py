@@ -38,6 +38,10 @@ class DiskFullError(SpikeZIPError, OSError):
         return str(self.strerror)
 
 
+# What a full disk's error tells the user to do (here and for writes outside this module).
+FREE_SPACE = (
+    "free some space (or move the run directory to a larger disk) and run the same command again"
+)
 # Below this much free space a failed write is taken for a full disk: torch.save reports
 # one as a RuntimeError of its zip writer, without errno ENOSPC.
 _FULL = 1 << 20
@@ -61,8 +65,7 @@ def _disk_full(path: Path, tmp: str, err: BaseException) -> DiskFullError | None
     return DiskFullError(
         errno.ENOSPC,
         f"no space left to write {path}: {needs}{path.parent} has {_megabytes(free)} "
-        "free; nothing of it was kept. Free some "
-        "space (or move the run directory to a larger disk) and run the same command again",
+        f"free; nothing of it was kept. {FREE_SPACE[0].upper()}{FREE_SPACE[1:]}",
     )
 
 

@@ -83,10 +83,6 @@ def if_from_threshold(name: str, activation: nn.Module) -> IFNeuron:
     return IFNeuron(activation.threshold.detach(), start=0.5)
 
 
-# Each QCFS activation becomes IF neurons: threshold lambda, V0 = lambda / 2.
-IF_FROM_QCFS = NeuronRule(QCFS, if_from_threshold)
-
-
 def to_if_snn(ann: nn.Module, activation: type[nn.Module] = QCFS) -> SpikingNetwork:
     """The IF SNN of a trained ANN whose activations (``activation``: QCFS by default,
     any module with a learned ``threshold``, such as OPI's clipped ReLU) become IF neurons
@@ -94,5 +90,4 @@ def to_if_snn(ann: nn.Module, activation: type[nn.Module] = QCFS) -> SpikingNetw
     the analog input and every bias fed whole on every step. ``simulate(x, timesteps)``
     gives ``[T, B, ...]`` accumulated outputs like the ST-BIF SNN; their rate (output / T)
     approximates the ANN."""
-    rule = IF_FROM_QCFS if activation is QCFS else NeuronRule(activation, if_from_threshold)
-    return to_snn(ann, "constant", neuron=rule)
+    return to_snn(ann, "constant", neuron=NeuronRule(activation, if_from_threshold))

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from spikezip.ablations import SETTINGS
 from spikezip.config.schema import SCHEMAS
+from spikezip.config.usage import flatten
 from spikezip.io import atomic_write
 
 
@@ -62,22 +63,11 @@ def chosen_settings() -> dict[str, str] | None:
             package = loaded.header.get("package")
             prefix = "" if package == "_global_" else f"{package or key}."
             tree = OmegaConf.to_container(loaded.config, resolve=False)
-            chosen.update(dict.fromkeys(_keys(tree, prefix), text))
+            tree = {k: v for k, v in tree.items() if k not in ("defaults", "hydra")}
+            chosen.update(dict.fromkeys(flatten(tree, prefix), text))
         else:
             chosen[key] = text
     return chosen
-
-
-def _keys(tree: dict, prefix: str) -> list[str]:
-    keys = []
-    for name, value in tree.items():
-        if name == "defaults" or name == "hydra":
-            continue
-        if isinstance(value, dict) and value:
-            keys += _keys(value, f"{prefix}{name}.")
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
 
 
 def register_configs() -> None:

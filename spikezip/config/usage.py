@@ -12,8 +12,6 @@ default.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from spikezip.config.build import to_plain
 from spikezip.config.schema import TrainConfig
 from spikezip.methods import method_of
@@ -44,15 +42,9 @@ def unused_settings(cfg: TrainConfig) -> list[Unused]:
     return unused
 
 
-def _is_chosen(key: str, chosen: Collection[str]) -> bool:
-    return any(key == c or key.startswith(f"{c}.") or c.startswith(f"{key}.") for c in chosen)
-
-
-def _non_defaults(cfg: TrainConfig) -> dict[str, str]:
-    """For a config built without Hydra: the settings that differ from the schema's
-    defaults, each attributed to the Python API."""
-    default = flatten(to_plain(TrainConfig()))
-    return {k: "the config given" for k, v in flatten(to_plain(cfg)).items() if default.get(k) != v}
+def _covers(key: str, chosen: str) -> bool:
+    """Whether choosing ``chosen`` sets ``key``, or part of it (``pet`` sets ``pet.alpha``)."""
+    return key == chosen or key.startswith(f"{chosen}.") or chosen.startswith(f"{key}.")
 
 
 def refuse_unused(cfg: TrainConfig, chosen: dict[str, str] | None) -> None:
@@ -66,12 +58,13 @@ def refuse_unused(cfg: TrainConfig, chosen: dict[str, str] | None) -> None:
     Raises:
         ConfigError: naming each such setting, what set it, and why it is not used.
     """
-    if chosen is None:
-        chosen = _non_defaults(cfg)
     values = flatten(to_plain(cfg))
+    if chosen is None:  # without Hydra: what differs from the schema's defaults
+        default = flatten(to_plain(TrainConfig()))
+        chosen = {k: "the config given" for k, v in values.items() if default.get(k) != v}
     refused = []
     for unused in unused_settings(cfg):
-        setters = sorted({by for key, by in chosen.items() if _is_chosen(unused.key, [key])})
+        setters = sorted({by for key, by in chosen.items() if _covers(unused.key, key)})
         if setters:
             value = values.get(unused.key)
             refused.append(f"{unused.key}={value} (from {', '.join(setters)}): {unused.reason}")

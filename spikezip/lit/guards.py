@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from spikezip.errors import SpikeZIPError
+from spikezip.errors import SpikeZIPError, few
 from spikezip.io import atomic_write
 
 
@@ -98,8 +98,7 @@ class DivergenceGuard(pl.Callback):
         if bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
             return
         names = [n for n, t in tensors.items() if not torch.isfinite(t).all()]
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        self._fail(trainer, f"the weights or statistics {names[:3]}{more} are not finite")
+        self._fail(trainer, f"the weights or statistics {few(names)} are not finite")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_state(trainer, pl_module)
@@ -129,7 +128,6 @@ class DivergenceGuard(pl.Callback):
             self._fail(trainer, f"the loss is {float(loss.detach().float().mean())}")
         names = [n for n, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
         if names:
-            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-            self._fail(trainer, f"the weights {names[:3]}{more} are not finite")
+            self._fail(trainer, f"the weights {few(names)} are not finite")
         scales = {n: float(p.detach().min()) for n, p in self._scales.items() if not (p > 0).all()}
         self._fail(trainer, f"the quantization steps {scales} are no longer positive")

@@ -54,16 +54,16 @@ class Method:
         if not self.ensemble:
             why = f"method={self.name} fine-tunes one ANN, not a paths ensemble"
             unused += [Unused(key, why) for key in SUB_PATH_SETTINGS]
-            if len(pet.levels) > 1:
+            if self.without_levels:
+                why = f"method={self.name} {self.without_levels}"
+                unused.append(Unused("pet.levels", why))
+            elif len(pet.levels) > 1:
                 kept = pet.levels[:1]
                 why = f"method={self.name} uses pet.levels[0] = {kept[0]} (L) only"
                 unused.append(Unused("pet.levels", why, kept=kept))
         elif len(pet.levels) == 1:
             why = f"pet.levels={pet.levels} is one path: there are no sub-paths"
             unused += [Unused(key, why) for key in SUB_PATH_SETTINGS]
-        if self.without_levels:
-            unused = [u for u in unused if u.key != "pet.levels"]
-            unused.append(Unused("pet.levels", f"method={self.name} {self.without_levels}"))
         if not self.exact:
             why = f"method={self.name} feeds its SNN the input on every step"
             unused.append(Unused("snn.encoding", why))
