@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikezip-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo detection sweep compare fashion-mnist study clean
+.PHONY: help install test test-all lint format bench demo detection sweep compare fashion-mnist study table3 clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -58,11 +58,21 @@ fashion-mnist:  ## install Fashion-MNIST offline (Debian/Ubuntu package dataset-
 		echo "no apt-get here: run with data.download=true on a machine with internet" >&2; exit 1; \
 	fi
 
+# make study and make table3 train the same teachers: they keep them in one place.
+FASHION_TEACHERS ?= multirun/fashion-teachers
 STUDY_DIR ?= multirun/study
 study: install fashion-mnist  ## the ablation study on Fashion-MNIST (about an hour, CPU): docs/study/
-	$(PY) train.py -m experiment=fashion_study sweep=study hydra.sweep.dir=$(STUDY_DIR); \
+	$(PY) train.py -m experiment=fashion_study sweep=study teacher.cache=$(FASHION_TEACHERS) \
+		hydra.sweep.dir=$(STUDY_DIR); \
 	status=$$?; $(PY) -m spikezip.study $(STUDY_DIR) --out docs/study \
 		--command "make study ($(PY) train.py -m experiment=fashion_study sweep=study)" && exit $$status
+
+TABLE3_DIR ?= multirun/table3
+table3: install fashion-mnist  ## Table 3: SpikeZIP vs every rival on Fashion-MNIST (about an hour, CPU): docs/table3/
+	$(PY) train.py -m experiment=fashion_table3 sweep=table3 teacher.cache=$(FASHION_TEACHERS) \
+		hydra.sweep.dir=$(TABLE3_DIR); \
+	status=$$?; $(PY) -m spikezip.table3 $(TABLE3_DIR) --out docs/table3 \
+		--command "make table3 ($(PY) train.py -m experiment=fashion_table3 sweep=table3)" && exit $$status
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

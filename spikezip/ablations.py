@@ -1,6 +1,7 @@
 """The ablation study's plan, read from ``ablations.yaml`` beside this file: its settings
-(the options of the config group ``ablation``), the paper's panels that show them and the
-claims the study checks. The one place each setting is written."""
+(the options of the config group ``ablation``), the paper's panels that show them, the
+claims the study checks and the rows of Table 3 (:mod:`spikezip.table3`). The one place
+each setting is written."""
 
 from __future__ import annotations
 
@@ -44,7 +45,16 @@ class Claim:
     checks: tuple[Check, ...]
 
 
-def _read(path: Path) -> tuple[dict[str, dict], tuple[Panel, ...], tuple[Claim, ...]]:
+@dataclass(frozen=True)
+class Row:
+    """A row of Table 3: a setting, and whether it needs a ResNet (residual re-routing)."""
+
+    label: str
+    setting: str
+    residual: bool = False
+
+
+def _read(path: Path):
     plan = yaml.safe_load(path.read_text())
     settings = {str(name): node for name, node in plan["settings"].items()}
     panels = tuple(
@@ -55,14 +65,15 @@ def _read(path: Path) -> tuple[dict[str, dict], tuple[Panel, ...], tuple[Claim, 
         Claim(c["panel"], c["text"], tuple(Check(*map(str, check)) for check in c["checks"]))
         for c in plan["claims"]
     )
-    named = {a for p in panels for _, a in p.rows}
+    table3 = tuple(Row(str(label), str(a), bool(r)) for label, a, r in plan["table3"])
+    named = {a for p in panels for _, a in p.rows} | {row.setting for row in table3}
     named |= {x for c in claims for check in c.checks for x in (check.higher, check.lower)}
     if named != set(settings):
         raise ValueError(
-            f"{path}: the panels and claims name {sorted(named - set(settings))} that are no "
-            f"setting, and no panel or claim names {sorted(set(settings) - named)}"
+            f"{path}: the panels, claims and Table 3 name {sorted(named - set(settings))}, "
+            f"which are no setting, and none names {sorted(set(settings) - named)}"
         )
-    return settings, panels, claims
+    return settings, panels, claims, table3
 
 
-SETTINGS, PANELS, CLAIMS = _read(PLAN)
+SETTINGS, PANELS, CLAIMS, TABLE3 = _read(PLAN)

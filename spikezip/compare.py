@@ -157,6 +157,7 @@ def summarize(
         score = dict(zip(curve.timesteps, curve.values, strict=True)) if curve else {}
         for t in steps:
             row[f"snn_T{t}"] = score.get(t)
+        row["overhead_steps"] = report.overhead_steps if report else None
         row["t_eq_mean"] = report.t_eq_mean if report else None
         row["t_eq_max"] = report.t_eq_max if report else None
         energy = (report.energy or {}).get("snn_joules", []) if report else []
@@ -196,7 +197,7 @@ def _pct(value) -> str:
 def _markdown(rows: list[dict], steps: list[int], key: str = "accuracy") -> str:
     score = "" if key == "accuracy" else f" {key}"  # a detector's: "ANN map50 %"
     head = ["run", "method", f"ANN{score} %", f"QANN{score} %", *[f"T={t}" for t in steps]]
-    head += ["T_eq mean/max"]
+    head += ["steps before output", "T_eq mean/max"]
     head += ["energy (µJ, T)", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -206,8 +207,14 @@ def _markdown(rows: list[dict], steps: list[int], key: str = "accuracy") -> str:
         energy = "" if r["snn_uJ"] is None else f"{r['snn_uJ']:.3g} (T={r['energy_T']})"
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
         cells = [r["run"], r["method"], _pct(r[f"ann_{key}"]), _pct(r[f"qann_{key}"])]
-        cells += [_pct(r[f"snn_T{t}"]) for t in steps] + [t_eq, energy, status]
+        overhead = "" if r["overhead_steps"] is None else str(r["overhead_steps"])
+        cells += [_pct(r[f"snn_T{t}"]) for t in steps] + [overhead, t_eq, energy, status]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "T counts every step a user waits, a method's steps before its output included "
+        "(column 'steps before output': no output during them).",
+    ]
     return "\n".join(lines) + "\n"
 
 

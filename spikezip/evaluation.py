@@ -124,6 +124,7 @@ def evaluate_snn(
         t_eq_counts={str(t): n for t, n in t_eq.items()},
         timesteps=timesteps,
         encoding=snn.encoding.value,
+        overhead_steps=snn.overhead,
         dtype=dtype.value,
         energy=energy.result(ann_flops(qann, input_shape)),
         feature_maps=maps.result() if maps is not None else None,

@@ -88,7 +88,11 @@ def test_settings_that_would_be_silently_ignored_are_refused(overrides, match):
 
 
 # What a sweep needs beside it (R and PR re-route residual connections: a ResNet).
-SWEEP_WITH = {"study": ["experiment=fashion_study"], "variants": ["model=resnet20"]}
+SWEEP_WITH = {
+    "study": ["experiment=fashion_study"],
+    "table3": ["experiment=fashion_table3"],
+    "variants": ["model=resnet20"],
+}
 
 
 @pytest.mark.parametrize("sweep", _options("sweep"))

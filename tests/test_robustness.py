@@ -519,6 +519,8 @@ def test_train_py_refuses_settings_the_method_does_not_use(tmp_path):
     "overrides, refused",
     [
         (["method=qcfs", "pet.levels=[8,4]"], "pet.levels=[8, 4] (from the config given): "
+         "method=qcfs quantizes at method.levels = 4 (L)"),
+        (["method=qcfs", "method.levels=null", "pet.levels=[8,4]"],
          "method=qcfs uses pet.levels[0] = 8 (L) only"),
         (["method=qcfs", "pet.bn_sharing=independent"], "pet.bn_sharing=independent"),
         (["method=rate", "snn.encoding=once"], "snn.encoding=once"),
@@ -545,7 +547,8 @@ def test_unused_defaults_are_left_out_of_the_run_identity():
     for key in ("pet.alpha", "pet.sub_label", "pet.scale_sharing", "pet.bn_sharing"):
         assert key not in rate and key not in qcfs and key not in one_path
         assert key in identity()  # SpikeZIP-P uses them all
-    assert "pet.levels" not in rate and qcfs["pet.levels"] == [8]
+    assert "pet.levels" not in rate and "pet.levels" not in qcfs and qcfs["method.levels"] == 4
+    assert identity("method=qcfs", "method.levels=null")["pet.levels"] == [8]
     # A setting the rate method ignores does not make its run another run.
     assert identity("method=rate", "pet.levels=[4,2]") == rate
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from spikezip.ablations import CLAIMS, PANELS, SETTINGS, Check
+from spikezip.ablations import CLAIMS, PANELS, SETTINGS, TABLE3, Check
 from spikezip.compare import find_runs, load_run
 from spikezip.config import validate
 from spikezip.study import collect, compare, verdict, write_report
@@ -83,7 +83,9 @@ def test_low_t_is_the_mean_over_the_first_steps_and_t_eq_of_a_rate_snn_is_missin
 def test_every_claim_and_panel_names_settings_of_the_study_sweep():
     # The sweep runs every option of the group ablation, and those are the plan's settings.
     sweep = OmegaConf.load(Path(__file__).parents[1] / "conf/sweep/study.yaml")
-    assert str(sweep.hydra.sweeper.params.ablation) == "glob(*)"
+    rivals = {row.setting for row in TABLE3} - {a for p in PANELS for _, a in p.rows}
+    excluded = ",".join(sorted(rivals, key=[row.setting for row in TABLE3].index))
+    assert str(sweep.hydra.sweeper.params.ablation) == f"glob(*,exclude=[{excluded}])"
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -94,7 +96,10 @@ def test_every_claim_and_panel_names_settings_of_the_study_sweep():
         settings = set(GlobalHydra.instance().config_loader().get_group_options("ablation"))
         named = {a for p in PANELS for _, a in p.rows}
         named |= {x for c in CLAIMS for check in c.checks for x in (check.higher, check.lower)}
-        assert named == settings == set(SETTINGS)
+        assert named == settings - rivals and settings == set(SETTINGS)
+        table3 = OmegaConf.load(Path(__file__).parents[1] / "conf/sweep/table3.yaml")
+        rows = str(table3.hydra.sweeper.params.ablation).split(",")
+        assert rows == [row.setting for row in TABLE3]
         # Each setting composes into a valid config of the study.
         for name in ("p", "qcfs", "nmp2", "alpha0.25"):
             cfg = compose("train", overrides=["experiment=fashion_study", f"ablation={name}"])

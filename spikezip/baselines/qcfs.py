@@ -9,6 +9,12 @@ with a learned threshold ``lambda`` per layer; its SNN has integrate-and-fire ne
 with threshold ``lambda``, reset by subtraction and start potential ``lambda / 2``, fed the
 analog input and the biases whole on every step. The firing rate approximates the ANN;
 nothing guarantees equality at any T.
+
+Defaults (``method.levels``): ``L = 4`` on small-image datasets, the authors' CIFAR-10
+command (putshua/ANN_SNN_QCFS README), and 16 on ImageNet (the QCFS ImageNet model the
+offset-spike authors start from). Where we differ from the authors' code: ``lambda`` starts
+from LSQ's rule on the first batch (theirs at 8), and the run's shared optimizer does not
+decay it (theirs does, as the weights).
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ class QCFS(nn.Module):
     """``h(x) = lambda / L * clip(floor(x * L / lambda + 1/2), 0, L)``, ``lambda`` learned.
 
     Args:
-        levels: L, the quantization steps (``pet.levels[0]`` in a run).
+        levels: L, the quantization steps (``method.levels`` in a run: the paper's 4 on
+            CIFAR, 16 on ImageNet, unless set).
         threshold: initial ``lambda``; when omitted, set from the first training batch so
             that ``lambda / L`` is LSQ's initial step (as SpikeZIP's Q-ReLU starts).
     """
@@ -71,23 +78,29 @@ def to_qcfs(ann: nn.Module, levels: int) -> nn.Module:
     return morph(ann, lambda clip: QCFS(levels), QCFS)
 
 
-def if_from_threshold(name: str, activation: nn.Module) -> IFNeuron:
+def if_from_threshold(name: str, activation: nn.Module, start: float = 0.5) -> IFNeuron:
     """IF neurons for an activation with a learned clip ``threshold`` (QCFS's, OPI's
-    clipped ReLU): threshold ``lambda``, reset by subtraction, ``V0 = lambda / 2``."""
+    clipped ReLU): threshold ``lambda``, reset by subtraction, ``V0 = start * lambda``."""
     threshold = float(activation.threshold.detach())
     if not (math.isfinite(threshold) and threshold > 0):
         raise UnsupportedLayerError(
             f"{type(activation).__name__} at '{name}' has threshold {threshold}: a neuron "
             "threshold must be positive and finite"
         )
-    return IFNeuron(activation.threshold.detach(), start=0.5)
+    return IFNeuron(activation.threshold.detach(), start=start)
 
 
-def to_if_snn(ann: nn.Module, activation: type[nn.Module] = QCFS) -> SpikingNetwork:
+def to_if_snn(
+    ann: nn.Module, activation: type[nn.Module] = QCFS, start: float = 0.5
+) -> SpikingNetwork:
     """The IF SNN of a trained ANN whose activations (``activation``: QCFS by default,
     any module with a learned ``threshold``, such as OPI's clipped ReLU) become IF neurons
-    (threshold ``lambda``, reset by subtraction, ``V0 = lambda / 2``), batch-norm fused,
+    (threshold ``lambda``, reset by subtraction, ``V0 = start * lambda``), batch-norm fused,
     the analog input and every bias fed whole on every step. ``simulate(x, timesteps)``
     gives ``[T, B, ...]`` accumulated outputs like the ST-BIF SNN; their rate (output / T)
     approximates the ANN."""
-    return to_snn(ann, "constant", neuron=NeuronRule(activation, if_from_threshold))
+
+    def build(name: str, module: nn.Module) -> IFNeuron:
+        return if_from_threshold(name, module, start)
+
+    return to_snn(ann, "constant", neuron=NeuronRule(activation, build))

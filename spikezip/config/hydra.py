@@ -11,6 +11,7 @@ from spikezip.ablations import SETTINGS
 from spikezip.config.schema import SCHEMAS
 from spikezip.config.usage import flatten
 from spikezip.io import atomic_write
+from spikezip.methods import paper_default
 
 
 def record_hydra_run(run_dir: str | Path, cfg: DictConfig) -> None:
@@ -84,6 +85,8 @@ def register_configs() -> None:
         store.store(group="ablation", name=name, node=node, package="_global_")
     if not OmegaConf.has_resolver("spikezip.sweep_teachers"):
         OmegaConf.register_new_resolver("spikezip.sweep_teachers", _sweep_teachers)
+    if not OmegaConf.has_resolver("spikezip.paper"):  # conf/method/<name>.yaml
+        OmegaConf.register_new_resolver("spikezip.paper", paper_default)
 
 
 def _sweep_teachers() -> str | None:

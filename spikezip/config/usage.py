@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from spikezip.config.build import to_plain
 from spikezip.config.schema import TrainConfig
-from spikezip.methods import method_of
+from spikezip.methods import METHODS, method_of, method_settings
 from spikezip.pet.config import Label
 from spikezip.settings import ConfigError, Unused
 
@@ -33,7 +33,12 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 def unused_settings(cfg: TrainConfig) -> list[Unused]:
     """Every setting of ``cfg`` that the run will not use, with why."""
     method = method_of(cfg.method.name)
-    unused = method.unused_settings(cfg.pet)
+    unused = method.unused_settings(cfg.pet, cfg.method)
+    for key in method_settings():
+        if key not in method.settings:
+            owners = ", ".join(f"method={m.name}" for m in METHODS.values() if key in m.settings)
+            why = f"method={method.name} does not read it (a setting of {owners})"
+            unused.append(Unused(f"method.{key}", why))
     sub_paths = all(u.key != "pet.sub_label" for u in unused)
     labels = [cfg.pet.main_label] + ([cfg.pet.sub_label] if sub_paths else [])
     if all(label is Label.hard for label in labels):

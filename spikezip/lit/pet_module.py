@@ -69,7 +69,7 @@ class PETModule(pl.LightningModule):
         self.config, self.method = config, method
         teacher = copy.deepcopy(teacher) if teacher is not None else build_model(**arch)
         self.conversion = method_of(method)
-        self.pet = fine_tuning_model(teacher, config, self.conversion)
+        self.pet = fine_tuning_model(teacher, config, self.conversion, method)
         self.teacher = teacher.eval().requires_grad_(False)
         task = task_for(arch)
         if not self.conversion.ensemble:  # one path: its weight in eq. 6 is 1

@@ -350,7 +350,7 @@ def _stages(run: Run) -> Report:
                 qann,
                 qann_path,
                 arch=run.arch,
-                levels=cfg.pet.levels[0],
+                levels=method_of(cfg.method).fine_tuned_levels(cfg.pet, cfg.method)[0],
                 input_shape=run.input_shape,
                 data=data,
                 method=cfg.method,

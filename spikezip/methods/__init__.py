@@ -1,5 +1,5 @@
-"""Conversion methods side by side, one file each: SpikeZIP (exact), QCFS, OPI and
-rate coding."""
+"""Conversion methods side by side, one file each: SpikeZIP (exact), QCFS, OPI, SlipReLU
+and rate coding."""
 
 from spikezip.methods.base import Method
 from spikezip.methods.registry import (
@@ -9,6 +9,8 @@ from spikezip.methods.registry import (
     MethodName,
     calibration_data,
     method_of,
+    method_settings,
+    paper_default,
     settings_of,
 )
 
@@ -20,5 +22,7 @@ __all__ = [
     "MethodName",
     "calibration_data",
     "method_of",
+    "method_settings",
+    "paper_default",
     "settings_of",
 ]

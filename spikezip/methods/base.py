@@ -27,10 +27,17 @@ class Method:
             and refused if it is not).
         ensemble: fine-tuned by paths-ensemble training, every ``pet.levels`` path sharing
             the weights; otherwise its one ANN is fine-tuned with the same loss, epochs and
-            optimizer, at ``L = pet.levels[0]``.
+            optimizer, at one L (:meth:`fine_tuned_levels`).
         calibrates: its conversion sets thresholds on training batches.
         without_levels: for a method whose ANN is not quantized, why (``pet.levels`` is
-            then unused); None for a method fine-tuned at ``L = pet.levels[0]``.
+            then unused); None for a quantized one.
+        settings: the fields of :class:`spikezip.methods.MethodConfig` it reads (the
+            others are unused settings of a run with it).
+        latency: how its T is counted, for the tables that compare methods.
+        paper: its paper's value of each of its settings by dataset name
+            (``"default"``: any dataset the paper does not name, read as its small-image
+            benchmarks, CIFAR), which ``conf/method/<name>.yaml`` sets through the resolver
+            ``spikezip.paper`` (:func:`spikezip.methods.paper_default`).
     """
 
     name: str
@@ -38,24 +45,43 @@ class Method:
     ensemble: bool = False
     calibrates: bool = False
     without_levels: str | None = None  # why its ANN has no quantization levels, if it has none
+    settings: tuple[str, ...] = ()  # the method.* settings it reads
+    paper: dict[str, dict[str, int]] = {}  # noqa: RUF012 (read only)
+    latency: str = (
+        "its output counts from step 1, the input fed on every step; it never settles, so "
+        "its accuracy at T is that of the output rate after T steps"
+    )
 
     @property
     def fine_tuning(self) -> str:
         """What its fine-tuning is called in messages: ``PET`` for an ensemble."""
         return "PET" if self.ensemble else self.name
 
-    def unused_settings(self, pet) -> list[Unused]:
+    def fine_tuned_levels(self, pet, settings=None) -> list[int]:
+        """The levels of the paths a run fine-tunes, given its ``pet`` settings and the
+        method's (:class:`spikezip.methods.MethodConfig`): every ``pet.levels`` path for an
+        ensemble; otherwise one, ``L = method.levels`` when set, else ``pet.levels[0]``."""
+        if self.ensemble:
+            return list(pet.levels)
+        own = getattr(settings, "levels", None) if "levels" in self.settings else None
+        return [own if own is not None else pet.levels[0]]
+
+    def unused_settings(self, pet, settings=None) -> list[Unused]:
         """The settings of ``train.py`` this method leaves unused, given the run's ``pet``
         settings (:class:`spikezip.pet.PETConfig`): a run that chose one is refused, and
         one set by a default it did not choose is left out of its identity
-        (:mod:`spikezip.config.usage`). A method with settings of its own to ignore adds
-        them here."""
+        (:mod:`spikezip.config.usage`). ``settings``: the method's. A method with settings
+        of its own to ignore adds them here."""
         unused = []
+        own = getattr(settings, "levels", None) if "levels" in self.settings else None
         if not self.ensemble:
             why = f"method={self.name} fine-tunes one ANN, not a paths ensemble"
             unused += [Unused(key, why) for key in SUB_PATH_SETTINGS]
             if self.without_levels:
                 why = f"method={self.name} {self.without_levels}"
+                unused.append(Unused("pet.levels", why))
+            elif own is not None:
+                why = f"method={self.name} quantizes at method.levels = {own} (L)"
                 unused.append(Unused("pet.levels", why))
             elif len(pet.levels) > 1:
                 kept = pet.levels[:1]
@@ -69,8 +95,10 @@ class Method:
             unused.append(Unused("snn.encoding", why))
         return unused
 
-    def student(self, teacher: nn.Module, levels: int) -> nn.Module:
-        """The trainable ANN made from the teacher, whose SNN the run will measure."""
+    def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
+        """The trainable ANN made from the teacher, whose SNN the run will measure
+        (``settings``: the run's :class:`spikezip.methods.MethodConfig`; None: the
+        defaults, for a network whose weights and buffers are loaded next)."""
         raise NotImplementedError
 
     def rebuild(self, arch: dict, levels: int) -> nn.Module:

@@ -16,7 +16,7 @@ class OPI(Method):
     exact = False
     without_levels = "clips its ReLUs without quantizing: it has no quantization levels"
 
-    def student(self, teacher: nn.Module, levels: int) -> nn.Module:
+    def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
         return to_opi(teacher)  # ``levels`` unused: the clip is not quantized
 
     def convert(self, ann, *, encoding=Encoding.even, calibration=None, settings=None):

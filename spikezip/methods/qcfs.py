@@ -13,8 +13,10 @@ from spikezip.snn import Encoding
 class QCFS(Method):
     name = "qcfs"
     exact = False
+    settings = ("levels",)
+    paper = {"levels": {"default": 4, "imagenet": 16}}  # noqa: RUF012
 
-    def student(self, teacher: nn.Module, levels: int) -> nn.Module:
+    def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
         return to_qcfs(teacher, levels)
 
     def convert(self, ann, *, encoding=Encoding.even, calibration=None, settings=None):

@@ -21,8 +21,9 @@ class Rate(Method):
     exact = False
     without_levels = "keeps the ReLUs: it has no quantization levels"
     calibrates = True
+    settings = ("percentile", "calibration_batches", "start")
 
-    def student(self, teacher: nn.Module, levels: int) -> nn.Module:
+    def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
         return morph(teacher)  # max-pool -> average-pool, ReLUs kept
 
     def convert(self, ann, *, encoding=Encoding.even, calibration=None, settings=None):

@@ -13,8 +13,12 @@ class SpikeZIP(Method):
     name = "spikezip"
     exact = True
     ensemble = True
+    latency = (
+        "its output counts from step 1, the input and biases released over the first n "
+        "steps; the output is the QANN's, exactly, from T_eq on"
+    )
 
-    def student(self, teacher: nn.Module, levels: int) -> nn.Module:
+    def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
         return to_qann(teacher, levels)
 
     def convert(self, ann, *, encoding=Encoding.even, calibration=None, settings=None):

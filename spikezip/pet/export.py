@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from spikezip.io import CheckpointError, load_checkpoint
-from spikezip.methods import method_of
+from spikezip.methods import method_of, settings_of
 from spikezip.models import build_model
 from spikezip.pet.config import PETConfig
 from spikezip.pet.paths import fine_tuning_model
@@ -29,8 +29,8 @@ def export_from_checkpoint(path: str | Path) -> nn.Module:
             "hyper-parameters"
         )
     config = PETConfig(**hparams["pet"])
-    method = method_of(hparams.get("method"))
-    pet = fine_tuning_model(build_model(**hparams["arch"]), config, method)
+    settings = settings_of(hparams.get("method"))
+    pet = fine_tuning_model(build_model(**hparams["arch"]), config, method_of(settings), settings)
     weights = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("pet.")}
     consume_prefix_in_state_dict_if_present(weights, "pet.")
     try:

@@ -197,16 +197,19 @@ def to_pet(
     return PETModel(net, levels, selector)
 
 
-def fine_tuning_model(teacher: nn.Module, config: PETConfig, method: Method) -> PETModel:
+def fine_tuning_model(
+    teacher: nn.Module, config: PETConfig, method: Method, settings=None
+) -> PETModel:
     """What a run fine-tunes from the teacher: for a method trained by the ensemble
     (:attr:`Method.ensemble`, SpikeZIP) the PET model of its student (all
     ``config.levels`` paths); for the others their own ANN (:meth:`Method.student`, with
-    ``L = config.levels[0]``) as a single path, trained with the same loss, epochs and
-    optimizer."""
-    levels = config.levels
-    student = method.student(teacher, levels[0])
+    its L) as a single path, trained with the same loss, epochs and
+    optimizer. ``settings``: the method's (:class:`spikezip.methods.MethodConfig`), whose
+    ``levels`` is such a method's own L when set (:meth:`Method.fine_tuned_levels`)."""
+    levels = method.fine_tuned_levels(config, settings)
+    student = method.student(teacher, levels[0], settings)
     if method.ensemble:
         return to_pet(
             student, levels, scale_sharing=config.scale_sharing, bn_sharing=config.bn_sharing
         )
-    return PETModel(student, levels[:1], PathSelector())
+    return PETModel(student, levels, PathSelector())

@@ -49,12 +49,14 @@ class Release:
         """How many of the steps ``1..t`` received input."""
         return t if self.steps is None else min(t, self.steps)
 
-    def estimates(self, totals: Tensor) -> Tensor:
+    def estimates(self, totals: Tensor, overhead: int = 0) -> Tensor:
         """:meth:`estimate` of ``totals [T, B, ...]``, the accumulated outputs after
-        steps ``1..T``."""
+        steps ``1..T``, the first ``overhead`` of which counted nothing (a method's own
+        steps: the rate is over the steps after them)."""
         if self.steps is not None:
             return totals
         steps = torch.arange(1, len(totals) + 1, device=totals.device, dtype=totals.dtype)
+        steps = (steps - overhead).clamp_min(1)
         return totals / steps.view((-1,) + (1,) * (totals.dim() - 1))
 
     def estimate(self, total: Tensor, t: int) -> Tensor:

@@ -24,7 +24,10 @@ class FeatureMapMeter(LayerSums):
         if t > self.timesteps:
             return
         for name, neuron in self.neurons.items():
-            estimate = snn.release.estimate(neuron.accumulated(), t)
+            if t <= snn.overhead:  # the method's own steps: no output yet, as if all zero
+                self.totals[name][t - 1] += self._activations[name].abs().sum()
+                continue
+            estimate = snn.release.estimate(neuron.accumulated(), t - snn.overhead)
             self.totals[name][t - 1] += (estimate - self._activations[name]).abs().sum()
 
     def result(self) -> dict[str, list[float]]:

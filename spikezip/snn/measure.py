@@ -221,6 +221,7 @@ def measure_snn(
                 meter.begin_batch(x, activations)
             sim = snn.run(x, horizon, on_step=on_step if meters else None, keep=timesteps)
             ann_outputs = ann(x) if ann is not None else None
-            totals.add(sim, snn.release.estimates(sim.outputs), reference, y, ann_outputs)
+            estimate = snn.release.estimates(sim.outputs, snn.overhead)
+            totals.add(sim, estimate, reference, y, ann_outputs)
             bar.advance(task_id)
     return totals

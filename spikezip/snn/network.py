@@ -58,11 +58,34 @@ class SpikingNetwork(nn.Module):
     give identical results.
     """
 
+    # Steps a method spends on every input before its output counts (a pre-simulation,
+    # an offset detection): 0 here; the first ``overhead`` rows of a simulation's
+    # accumulated outputs are zero, so a curve is indexed by the steps a user waits.
+    overhead: int = 0
+
     def __init__(self, graph: fx.GraphModule, release: Release, encoding: Encoding | str):
         super().__init__()
         self.graph = graph
         self.release = release
         self.encoding = Encoding(encoding)
+
+    def prepare(self, x: Tensor, on_step: Callable[[int, SpikingNetwork], None] | None) -> None:
+        """What a method does with the input before its output counts: called by
+        :meth:`run` after the reset, with the input as one step receives it, when
+        :attr:`overhead` > 0; it leaves the neurons in the state the counted steps start
+        from, and calls ``on_step(t, self)`` after each of its steps (``t`` in
+        ``1..overhead``, so meters count its spikes too)."""
+
+    def _steps(self, x: Tensor, steps: int, on_step=None) -> None:
+        """``steps`` steps of the graph, every one fed ``x`` and the biases (an input that
+        keeps coming); their outputs are not counted. For :meth:`prepare`."""
+        for m in self._released():
+            m.begin(self.release.divisor)
+            m.releasing = True
+        for t in range(1, steps + 1):
+            self.graph(x)
+            if on_step is not None:
+                on_step(t, self)
 
     @property
     def release_steps(self) -> int | None:
@@ -133,16 +156,24 @@ class SpikingNetwork(nn.Module):
             keep: keep the accumulated outputs of the first ``keep`` steps only (and the
                 final one): a long budget to reach equilibrium then costs no memory.
         """
+        overhead = self.overhead
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if timesteps <= overhead:
+            raise ValueError(
+                f"timesteps must be > {overhead}: this SNN spends its first {overhead} steps "
+                f"on every input before its output counts, got {timesteps}"
+            )
         self._check_input(x)
         self.reset()
         released = self._released()
         neurons = self.neurons
         divisor = self.release.divisor
+        share, zero = x / divisor, torch.zeros_like(x)
+        if overhead:
+            self.prepare(share, on_step)
         for m in released:
             m.begin(divisor)
-        share, zero = x / divisor, torch.zeros_like(x)
         batch = x.shape[0]
         t_eq = torch.full((batch,), -1, dtype=torch.long, device=x.device)
         counts: dict[str, list[Tensor]] = {name: [] for name in neurons} if record_spikes else {}
@@ -151,7 +182,7 @@ class SpikingNetwork(nn.Module):
         settled = False  # every sample at equilibrium
         keep = timesteps if keep is None else keep
         steps = 0
-        for t in range(1, timesteps + 1):
+        for t in range(overhead + 1, timesteps + 1):
             steps = t
             if settled and fast_forward:
                 # Inputs are zero and no neuron fires: state and output stay as they are.
@@ -160,7 +191,7 @@ class SpikingNetwork(nn.Module):
                 for c in counts.values():
                     c.append(torch.zeros_like(c[-1]))
             else:
-                releasing = self.release.releasing(t)
+                releasing = self.release.releasing(t - overhead)
                 for m in released:
                     m.releasing = releasing
                 y = self.graph(share if releasing else zero)
@@ -178,6 +209,11 @@ class SpikingNetwork(nn.Module):
                 on_step(t, self)
             if settled and stop_at_equilibrium:
                 break
+        if overhead:  # nothing is counted during the method's own steps
+            waited = min(overhead, keep)
+            outputs[:0] = [torch.zeros_like(total)] * waited
+            for c in counts.values():
+                c[:0] = [torch.zeros_like(c[0])] * overhead
         spikes = {k: torch.stack(v) for k, v in counts.items()} if record_spikes else None
         kept = torch.stack(outputs) if outputs else total.new_empty((0, *total.shape))
         return Simulation(kept, t_eq, total, steps, spikes)

@@ -79,6 +79,10 @@ class Report(Mapping):
     t_eq_counts: dict[str, int] = field(default_factory=dict)
     timesteps: int = 0
     encoding: str = "even"
+    # Steps the method spends on every input before its output counts (pre-simulation,
+    # offset detection). They are part of every T: the curve is indexed by the steps a
+    # user waits, the first overhead_steps of which give no output.
+    overhead_steps: int = 0
     dtype: str = "float32"
     energy: dict | None = None
     feature_maps: dict | None = None
@@ -120,6 +124,11 @@ class Report(Mapping):
         points = dict(zip(curve.timesteps, curve.values, strict=True))
         shown = [t for t in points if t in SUMMARY_TIMESTEPS or t == curve.timesteps[-1]]
         lines.append("  SNN             " + "  ".join(f"T={t} {points[t]:.1%}" for t in shown))
+        if self.overhead_steps:
+            lines.append(
+                f"  latency         each T counts the {self.overhead_steps} steps {self.method} "
+                "spends on every input before its output counts (no output before them)"
+            )
         if self.encoding == "constant":  # rate coding: the input never stops
             lines.append("  equilibrium     none: the input is fed on every step")
         else:
