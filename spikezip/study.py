@@ -267,15 +267,57 @@ def write_report(
     return claims
 
 
-def _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note) -> str:
+# How a paired comparison is judged, in the words of the reports.
+T_TEST = (
+    "a one-sided paired t-test at 5% (t = mean / SE against Student's t with n − 1 degrees "
+    "of freedom: 2.92 for 3 seeds)"
+)
+
+
+def provenance(module, sweep, runs, results, command, wall_time, note) -> list[str]:
+    """A report's opening paragraphs: what wrote it from which sweep, when, the sweep's
+    wall time, and the ``note`` for its reader."""
     seeds = sorted({s for by_seed in results.values() for s in by_seed})
-    parts = [
-        "# The ablation study: the paper's Fig. 6 and Table 5 on Fashion-MNIST\n",
-        "Written by `python -m spikezip.study` from the sweep "
+    return [
+        f"Written by `python -m {module}` from the sweep "
         f"`{command}` ({len(runs)} runs, seeds {seeds}); generated "
         f"{datetime.now().strftime('%Y-%m-%d')}, wall time of the sweep on the machine that "
         f"ran it (start to last result): {wall_time or _wall_time(sweep, runs)}.\n",
         *([f"{note}\n"] if note else []),
+    ]
+
+
+def missing_runs(missing: Sequence[RunRecord]) -> list[str]:
+    """The report's line naming the runs without results, if any."""
+    if not missing:
+        return []
+    names = ", ".join(f"{r.path.name} ({r.status}: {r.error})" for r in missing)
+    return [f"**Runs without results** (left out of every table): {names}.\n"]
+
+
+def report_parser(doc: str, out: str, command: str) -> argparse.ArgumentParser:
+    """The command line of a report over a sweep (``python -m spikezip.study`` and
+    ``python -m spikezip.table3``): the sweep, ``--out``, ``--command``, ``--wall-time``,
+    ``--note``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="the sweep directory")
+    parser.add_argument("--out", type=Path, default=Path(out), help="default: %(default)s")
+    parser.add_argument(
+        "--command", default=command, help="the command that ran the sweep, as the report names it"
+    )
+    parser.add_argument(
+        "--wall-time",
+        help="the sweep's wall time, when its files no longer show it (they were rewritten "
+        "by a rerun); default: from the files",
+    )
+    parser.add_argument("--note", help="a paragraph for the report's reader (e.g. a rerun)")
+    return parser
+
+
+def _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note) -> str:
+    parts = [
+        "# The ablation study: the paper's Fig. 6 and Table 5 on Fashion-MNIST\n",
+        *provenance("spikezip.study", sweep, runs, results, command, wall_time, note),
         f"Setup: {_setup(runs)} The teacher of each seed is trained once and shared by every "
         "setting of that seed, except SpikeZIP-R and -PR: residual re-routing changes the "
         "ANN itself, so they have a re-routed teacher of their own per seed. Teacher "
@@ -285,17 +327,14 @@ def _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note
         f"time-steps). 'Small T' is the mean SNN accuracy over T = 1..{LOW_T}; 'after T_eq' "
         "is the accuracy at the last T simulated. A claim's comparisons are paired by seed "
         "(the settings of a seed share a teacher) and given as mean difference ± its "
-        "standard error (± SE); each is judged by a one-sided paired t-test at 5% (t = mean "
-        "/ SE against Student's t with n − 1 degrees of freedom: 2.92 for 3 seeds). One that "
+        f"standard error (± SE); each is judged by {T_TEST}. One that "
         "expects a setting above another holds when t exceeds that value, is reversed when "
         "−t does, and is within noise otherwise; one that expects it not below (a cost the "
         "paper says is none) holds when not reversed and its mean difference is not "
         "negative. A claim is reproduced when all its "
         "comparisons hold, not reproduced when one is reversed, and inconclusive otherwise.\n",
     ]
-    if missing:
-        names = ", ".join(f"{r.path.name} ({r.status}: {r.error})" for r in missing)
-        parts.append(f"**Runs without results** (left out of every table): {names}.\n")
+    parts += missing_runs(missing)
     parts.append("## The paper's claims\n")
     parts.append("| claim | verdict | the numbers that decide it |\n|---|---|---|")
     for claim, outcome, numbers in claims:
@@ -311,21 +350,8 @@ def _readme(sweep, runs, results, missing, claims, ann, command, wall_time, note
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path, help="the study's sweep directory")
-    parser.add_argument("--out", type=Path, default=Path("docs/study"), help="default: %(default)s")
-    parser.add_argument(
-        "--command",
-        default="python train.py -m experiment=fashion_study sweep=study",
-        help="the command that ran the sweep, as the report should name it",
-    )
-    parser.add_argument(
-        "--wall-time",
-        help="the sweep's wall time, when its files no longer show it (they were rewritten "
-        "by a rerun); default: from the files",
-    )
-    parser.add_argument("--note", help="a paragraph for the report's reader (e.g. a rerun)")
-    args = parser.parse_args(argv)
+    command = "python train.py -m experiment=fashion_study sweep=study"
+    args = report_parser(__doc__, "docs/study", command).parse_args(argv)
     try:
         claims = write_report(args.sweep, args.out, args.command, args.wall_time, args.note)
     except SpikeZIPError as err:

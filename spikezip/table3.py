@@ -18,19 +18,29 @@ significantly above it, and *tied within seed noise* otherwise.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 from spikezip.ablations import TABLE3, Check, Row
-from spikezip.compare import find_runs, load_run
+from spikezip.compare import RunRecord, find_runs, load_run
 from spikezip.errors import SpikeZIPError
 from spikezip.io import atomic_write, write_csv
 from spikezip.methods import METHODS
 from spikezip.plots import plot_mean_curves
-from spikezip.study import STEPS, Comparison, Results, _at, _cell, _setup, _wall_time, collect
+from spikezip.study import (
+    STEPS,
+    T_TEST,
+    Comparison,
+    Results,
+    _at,
+    _cell,
+    _setup,
+    collect,
+    missing_runs,
+    provenance,
+    report_parser,
+)
 from spikezip.tasks import ClassificationReport
 
 SETTLED = 0.01  # "reaches its accuracy": within 1 point of it, and stays there
@@ -100,15 +110,41 @@ def _overhead(reports: Sequence[ClassificationReport]) -> str:
     return "/".join(str(s) for s in steps) if steps else "–"
 
 
-def table(results: Results) -> str:
-    """Table 3's layout: each row a method, each cell mean ± std over its seeds (%)."""
-    head = ["method", "seeds", "ANN", "QANN / ANN fine-tuned", "acc. (last T)", "T reaching it"]
+def levels_of(runs: Sequence[RunRecord]) -> dict[str, str]:
+    """Each setting's quantization levels, read from its runs' composed config: the
+    paths' levels of SpikeZIP (``8,4,2``), a rival's own L, ``–`` for an unquantized ANN."""
+    # OmegaConf (Hydra's) loads only where a run's .hydra files are read.
+    from omegaconf import OmegaConf
+
+    levels = {}
+    for run in runs:
+        setting, config = run.overrides.get("ablation"), run.path / ".hydra" / "config.yaml"
+        if setting in levels or not config.exists():
+            continue
+        c = OmegaConf.load(config)
+        method = METHODS[str(c.method.name)]
+        if method.ensemble:
+            levels[setting] = ",".join(str(n) for n in c.pet.levels)
+        elif method.without_levels:
+            levels[setting] = "–"
+        else:
+            own = c.method.get("levels")
+            levels[setting] = str(own if own is not None else c.pet.levels[0])
+    return levels
+
+
+def table(results: Results, levels: dict[str, str] | None = None) -> str:
+    """Table 3's layout: each row a method, each cell mean ± std over its seeds (%);
+    ``levels``: the L of each setting (:func:`levels_of`)."""
+    levels = levels or {}
+    head = ["method", "L", "seeds", "ANN", "QANN / ANN fine-tuned", "acc. (last T)"]
+    head += ["T reaching it"]
     head += [f"T={t}" for t in STEPS] + ["steps before output"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows_of(results):
         reports = list(results[row.setting].values())
         settled = [settling(r) for r in reports]
-        cells = [row.label, str(len(reports))]
+        cells = [row.label, levels.get(row.setting, "?"), str(len(reports))]
         cells.append(_cell([r.ann_accuracy for r in reports if r.ann_accuracy is not None]))
         cells.append(_cell([r.qann_accuracy for r in reports]))
         cells.append(_cell([acc for acc, _ in settled]))
@@ -124,7 +160,7 @@ def latency_notes(results: Results) -> list[str]:
     notes = []
     for row in rows_of(results):
         method = next(iter(results[row.setting].values())).method
-        notes.append(f"- **{row.label}** (`method={method}`): {METHODS[method].latency}")
+        notes.append(f"- **{row.label}** (`method={method}`): {METHODS[method].latency}.")
     return notes
 
 
@@ -174,32 +210,26 @@ def write_report(
 
 
 def _readme(sweep, runs, results, missing, verdicts, command, wall_time, note) -> str:
-    seeds = sorted({s for by_seed in results.values() for s in by_seed})
     parts = [
         "# The paper's Table 3 on one harness: SpikeZIP against every rival method\n",
-        "Written by `python -m spikezip.table3` from the sweep "
-        f"`{command}` ({len(runs)} runs, seeds {seeds}); generated "
-        f"{datetime.now().strftime('%Y-%m-%d')}, wall time of the sweep on the machine that "
-        f"ran it (start to last result): {wall_time or _wall_time(sweep, runs)}.\n",
-        *([f"{note}\n"] if note else []),
+        *provenance("spikezip.table3", sweep, runs, results, command, wall_time, note),
         f"Setup: {_setup(runs)} Every method fine-tunes the same teacher of its seed with the "
         "same loss, epochs and optimizer (SpikeZIP-PR: its re-routed teacher), and is measured "
-        "on the same test images at every T.\n",
+        "on the same test images at every T. L is the quantization level each method is "
+        "fine-tuned at: SpikeZIP's paths', each rival's own (its paper's for the dataset).\n",
         "T is the number of steps a user waits for an answer: a method's steps before its "
         "output counts are part of it, and give no output (the prediction is then the first "
         "class). Every cell is mean ± standard deviation (± std) over the seeds, in %; "
         f"'acc. (last T)' is the accuracy at the last T simulated, 'T reaching it' the "
         f"first T from which the accuracy stays within {100 * SETTLED:.0f} point of it. A "
-        "verdict compares a SpikeZIP row with every rival at one T, paired by seed, by a "
-        "one-sided paired t-test at 5% (t = mean / SE against Student's t with n − 1 degrees "
-        "of freedom: 2.92 for 3 seeds): ahead when it is significantly above every rival, "
+        f"verdict compares a SpikeZIP row with every rival at one T, paired by seed, by "
+        f"{T_TEST}: ahead when it is significantly above every rival, "
         "behind when some rival is significantly above it, tied within seed noise "
         "otherwise.\n",
     ]
-    if missing:
-        names = ", ".join(f"{r.path.name} ({r.status}: {r.error})" for r in missing)
-        parts.append(f"**Runs without results** (left out of every table): {names}.\n")
-    parts += ["## Table 3\n", table(results), "![accuracy against T](acc_vs_timestep.png)\n"]
+    parts += missing_runs(missing)
+    parts += ["## Table 3\n", table(results, levels_of(runs))]
+    parts.append("![accuracy against T](acc_vs_timestep.png)\n")
     parts.append("## Verdict: where SpikeZIP stands at each T\n")
     parts.append("| SpikeZIP | T | verdict | the numbers that decide it |\n|---|---|---|---|")
     parts += [f"| {label} | {t} | **{v}** | {numbers} |" for label, t, v, numbers in verdicts]
@@ -209,19 +239,8 @@ def _readme(sweep, runs, results, missing, verdicts, command, wall_time, note) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path, help="the Table 3 sweep directory")
-    parser.add_argument(
-        "--out", type=Path, default=Path("docs/table3"), help="default: %(default)s"
-    )
-    parser.add_argument(
-        "--command",
-        default="python train.py -m experiment=fashion_table3 sweep=table3",
-        help="the command that ran the sweep, as the report should name it",
-    )
-    parser.add_argument("--wall-time", help="the sweep's wall time (default: from its files)")
-    parser.add_argument("--note", help="a paragraph for the report's reader")
-    args = parser.parse_args(argv)
+    command = "python train.py -m experiment=fashion_table3 sweep=table3"
+    args = report_parser(__doc__, "docs/table3", command).parse_args(argv)
     try:
         verdicts = write_report(args.sweep, args.out, args.command, args.wall_time, args.note)
     except SpikeZIPError as err:

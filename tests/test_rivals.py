@@ -207,15 +207,22 @@ def test_the_fast_snn_snn_has_signed_neurons_at_the_learned_clip():
 # ---------------------------------------------------------------------------- QFFS ----
 
 
-def test_the_qffs_snn_caps_each_neuron_at_its_levels_and_feeds_the_input_every_step():
+def test_the_qffs_snn_fires_at_the_clip_and_takes_back_spikes_below_zero():
     ann = _chain(_linear(0.75, None), QReLU(2, scale=1.0), _linear(1.0, None))
     snn = to_qffs_snn(ann).double()
     (neuron,) = snn.neurons.values()
-    assert neuron.threshold.item() == 1.0 and neuron.levels == 2
-    # 3/4 a step from V0 1/2: 5/4 -> +1 (S 1), 1 -> +1 (S 2), then capped at S = L = 2
-    # however high V climbs: 3/4, 3/2, 9/4, ...
-    assert _spikes(snn.simulate(X, 6)) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
-    assert neuron.v.item() == 3.0
+    assert isinstance(neuron, SignedIF) and neuron.threshold.item() == 2.0  # L * s
+    # 3/4 a step from V0 = 1: 7/4, 10/4 -> +1 (1/2), 5/4, 8/4 -> +1 (0), 3/4, 6/4: after
+    # T = L = 2 steps one spike (of 2), the level round(3/4) = 1 of the Q-ReLU, as a rate.
+    assert _spikes(snn.simulate(X, 6), 2.0) == [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    # A negative spike as soon as V < 0 with a spike out (Fast-SNN waits for -1e-3):
+    # V0 1: 3 -> +1 (1); -0.0005 -> -1 (V 1.9995).
+    qffs, fast = neuron.__class__(2.0, margin=0.0).double(), SignedIF(2.0).double()
+    for n in (qffs, fast):
+        for value in [2.0, -1.0005]:
+            n(torch.tensor([value], dtype=torch.float64))
+    assert qffs.spike.item() == -1.0 and qffs.v.item() == pytest.approx(1.9995)
+    assert fast.spike.item() == 0.0 and fast.count.item() == 1.0
 
 
 # ---------------------------------------------------------------- every rival method ----
@@ -261,6 +268,12 @@ def test_a_run_reports_the_steps_its_method_spends_before_any_output(tmp_path):
     assert "each T counts the 3 steps srp spends" in report.summary()
     snn, _, _ = load_snn(tmp_path / "run" / "snn.pt")
     assert snn.overhead == 3  # rebuilt with the run's tau
+
+
+def test_a_simulation_no_longer_than_the_steps_before_any_output_is_refused():
+    with pytest.raises(ConfigError, match="snn.timesteps must be above 4, got 4"):
+        validate(_compose(["method=offset", "snn.timesteps=4"]), TrainConfig)
+    validate(_compose(["method=offset", "snn.timesteps=5"]), TrainConfig)
 
 
 def test_a_setting_of_another_method_is_refused(tmp_path):

@@ -95,33 +95,46 @@ def to_fastsnn(ann: nn.Module, levels: int) -> nn.Module:
 
 
 def signed_if_step(
-    v: Tensor, count: Tensor, x: Tensor, threshold: Tensor
+    v: Tensor, count: Tensor, x: Tensor, threshold: Tensor, margin: float = NEGATIVE_MARGIN
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One step of Fast-SNN's signed IF neurons; returns ``(spike, v_next, count_next)``.
+    """One step of signed IF neurons; returns ``(spike, v_next, count_next)``.
 
     ``V <- V + x``; ``+1`` if ``V >= Vthr`` (``V <- V - Vthr``); otherwise ``-1`` if
-    ``V <= -1e-3`` and ``count > 0`` (``V <- V + Vthr``); ``count`` is the signed number of
-    spikes so far, never below zero and unbounded above."""
+    ``V <= -margin`` (Fast-SNN's 1e-3; with ``margin = 0``: ``V < 0``) and ``count > 0``
+    (``V <- V + Vthr``); ``count`` is the signed number of spikes so far, never below zero
+    and unbounded above."""
     v = v + x
     up = v >= threshold
     v = torch.where(up, v - threshold, v)
-    down = (v <= -NEGATIVE_MARGIN) & (count > 0)  # never after a +1: V >= 0 then
+    below = v <= -margin if margin > 0 else v < 0
+    down = below & (count > 0)  # never after a +1: V >= 0 then
     v = torch.where(down, v + threshold, v)
     spike = up.to(v.dtype) - down.to(v.dtype)
     return spike, v, count + spike
 
 
 class SignedIF(SpikingNeuron):
-    """Fast-SNN's signed IF neurons (:func:`signed_if_step`), ``V0 = Vthr / 2``."""
+    """Signed IF neurons (:func:`signed_if_step`), ``V0 = start * Vthr``; ``margin``: how
+    far below zero the potential must be for a negative spike (Fast-SNN's 1e-3)."""
+
+    def __init__(
+        self, threshold: Tensor | float, start: float = 0.5, margin: float = NEGATIVE_MARGIN
+    ):
+        super().__init__(threshold, start)
+        self.margin = float(margin)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.v is None:
             self._init_state(x)
-        self.spike, self.v, self.count = signed_if_step(self.v, self.count, x, self.threshold)
+        self.spike, self.v, self.count = signed_if_step(
+            self.v, self.count, x, self.threshold, self.margin
+        )
         return self.spike * self.threshold
 
     def extra_repr(self) -> str:
-        return f"threshold={self.threshold.item():.4g}, start={self.start:g}"
+        return (
+            f"threshold={self.threshold.item():.4g}, start={self.start:g}, margin={self.margin:g}"
+        )
 
 
 def to_fastsnn_snn(ann: nn.Module) -> SpikingNetwork:

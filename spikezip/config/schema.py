@@ -29,7 +29,7 @@ from spikezip.config.choices import (
 )
 from spikezip.data import DETECTION_DATASETS, dataset_entry
 from spikezip.data.registry import SIZES, taking
-from spikezip.methods import MethodConfig
+from spikezip.methods import MethodConfig, method_of
 from spikezip.models import architecture, check_classifier, model_entry, named, task_of
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
@@ -311,6 +311,13 @@ class TrainConfig:
                 "data=imagenet and model=torchvision or a model in "
                 f"{named(pretrained='torchvision')}, got "
                 f"data={self.data.name} model={self.model.key}"
+            )
+        overhead = method_of(self.method).overhead(self.method)
+        if self.snn.timesteps <= overhead:
+            raise SettingError(
+                f"method={self.method.name.value} spends {overhead} steps on every input "
+                f"before its output counts, and they count in T: snn.timesteps must be above "
+                f"{overhead}, got {self.snn.timesteps}"
             )
 
 

@@ -66,6 +66,11 @@ class Method:
         own = getattr(settings, "levels", None) if "levels" in self.settings else None
         return [own if own is not None else pet.levels[0]]
 
+    def overhead(self, settings=None) -> int:
+        """Steps its SNN spends on every input before its output counts (its
+        :attr:`SpikingNetwork.overhead`), given the method's settings."""
+        return 0
+
     def unused_settings(self, pet, settings=None) -> list[Unused]:
         """The settings of ``train.py`` this method leaves unused, given the run's ``pet``
         settings (:class:`spikezip.pet.PETConfig`): a run that chose one is refused, and

@@ -26,8 +26,11 @@ class Offset(Method):
         "layer before its first counted output; the paper's tables count neither"
     )
 
+    def overhead(self, settings=None) -> int:
+        return RHO if settings is None else settings.rho
+
     def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
         return to_qcfs(teacher, levels)
 
     def convert(self, ann, *, encoding=Encoding.even, calibration=None, settings=None):
-        return to_offset_snn(ann, RHO if settings is None else settings.rho)
+        return to_offset_snn(ann, self.overhead(settings))

@@ -25,8 +25,11 @@ class SRP(Method):
         "and tables count T after them, the paper's abstract tau + T"
     )
 
+    def overhead(self, settings=None) -> int:
+        return TAU if settings is None else settings.tau
+
     def student(self, teacher: nn.Module, levels: int, settings=None) -> nn.Module:
         return to_qcfs(teacher, levels)
 
     def convert(self, ann, *, encoding=Encoding.even, calibration=None, settings=None):
-        return to_srp_snn(ann, TAU if settings is None else settings.tau)
+        return to_srp_snn(ann, self.overhead(settings))
