@@ -18,6 +18,7 @@ significantly above it, and *tied within seed noise* otherwise.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,25 +112,23 @@ def _overhead(reports: Sequence[ClassificationReport]) -> str:
 
 
 def levels_of(runs: Sequence[RunRecord]) -> dict[str, str]:
-    """Each setting's quantization levels, read from its runs' composed config: the
-    paths' levels of SpikeZIP (``8,4,2``), a rival's own L, ``–`` for an unquantized ANN."""
-    # OmegaConf (Hydra's) loads only where a run's .hydra files are read.
-    from omegaconf import OmegaConf
-
+    """Each setting's quantization levels, from its runs' ``run_identity.json`` (resolved
+    settings): the paths' levels of SpikeZIP (``8,4,2``), a rival's own L, ``–`` for an
+    unquantized ANN."""
     levels = {}
     for run in runs:
-        setting, config = run.overrides.get("ablation"), run.path / ".hydra" / "config.yaml"
-        if setting in levels or not config.exists():
+        setting, identity = run.overrides.get("ablation"), run.path / "run_identity.json"
+        if setting in levels or not identity.exists():
             continue
-        c = OmegaConf.load(config)
-        method = METHODS[str(c.method.name)]
+        ids = json.loads(identity.read_text())
+        method = METHODS[str(ids.get("method.name", "spikezip"))]
         if method.ensemble:
-            levels[setting] = ",".join(str(n) for n in c.pet.levels)
+            levels[setting] = ",".join(str(n) for n in ids["pet.levels"])
         elif method.without_levels:
             levels[setting] = "–"
         else:
-            own = c.method.get("levels")
-            levels[setting] = str(own if own is not None else c.pet.levels[0])
+            own = ids.get("method.levels")
+            levels[setting] = str(own if own is not None else ids["pet.levels"][0])
     return levels
 
 

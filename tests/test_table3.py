@@ -55,6 +55,9 @@ def _save_config(run: Path, *overrides: str) -> None:
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=fashion_table3", *overrides])
     (run / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    from spikezip.config import run_identity, validate
+
+    (run / "run_identity.json").write_text(json.dumps(run_identity(validate(cfg)), default=str))
 
 
 def test_the_report_says_where_spikezip_is_ahead_tied_or_behind(tmp_path, capsys):
