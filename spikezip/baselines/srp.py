@@ -24,13 +24,12 @@ QCFS base, uses 16 there.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from spikezip.baselines.qcfs import QCFS, if_from_threshold
 from spikezip.snn.convert import NeuronRule, to_snn
 from spikezip.snn.network import SpikingNetwork
-from spikezip.snn.neuron import IFNeuron
+from spikezip.snn.neuron import IFNeuron, if_step
 
 TAU = 4  # pre-simulation steps (the paper's CIFAR setting)
 MARGIN = 1e-3  # a residual potential above this (in units of the threshold) keeps the gate on
@@ -51,10 +50,10 @@ class GatedIF(IFNeuron):
     def forward(self, x: Tensor) -> Tensor:
         if self.v is None:
             self._init_state(x)
-        torch.add(self.v, x, out=self.v)
-        fired = self.v >= self.threshold
-        self.v = torch.where(fired, self.v - self.threshold, self.v)  # fires inside, gated or not
-        self.spike = fired.to(x.dtype) if self.gate is None else fired.to(x.dtype) * self.gate
+        # It fires and resets inside whether gated or not; only a gated-on spike leaves it.
+        self.spike, self.v = if_step(self.v, x, self.threshold, out=(self.spike, self.v))
+        if self.gate is not None:
+            self.spike.mul_(self.gate)
         self.count.add_(self.spike)
         return self.spike * self.threshold
 
