@@ -84,7 +84,7 @@ def test_the_report_says_where_spikezip_is_ahead_tied_or_behind(tmp_path, capsys
     assert "| SpikeZIP-PR |" not in readme  # no residual row without its runs
     assert "| SpikeZIP-P | ? | 3 |" in readme  # no .hydra/config.yaml: L unknown
     assert "| QCFS | 4 | 3 |" in readme and "| Offset | 4 | 3 |" in readme  # their papers'
-    assert "Setup: fashion_mnist (train subset 6000" in readme
+    assert "Setup: fashion_mnist (train subset 3000" in readme
     with open(tmp_path / "out" / "table3.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 9 and {r["overhead_steps"] for r in rows} == {"0", "4"}
