@@ -7,8 +7,11 @@ breaks the converted network. Tracing the graph sees both.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
+import torch
 from torch import fx, nn
 
 from spikezip.errors import SpikeZIPError
@@ -20,6 +23,10 @@ class UnsupportedLayerError(SpikeZIPError, ValueError):
 
 class SpikeZIPTracer(fx.Tracer):
     """fx tracer that keeps SpikeZIP's own modules (Q-ReLU, neurons, spiking layers) as leaves."""
+
+    def __init__(self):
+        super().__init__()
+        self.record_stack_traces = True  # an error names the source line of a node
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         # Every batch-norm is one node, also a subclass defined outside torch.nn (the
@@ -68,12 +75,26 @@ def op_name(node: fx.Node) -> str:
     return getattr(node.target, "__name__", str(node.target))
 
 
+_TORCH = str(Path(torch.__file__).parent)
+
+
+def _user_frame(stack: str | None) -> str | None:
+    """The innermost frame of a node's stack trace outside torch: ``file:line (code)``."""
+    if not stack:
+        return None
+    lines = stack.strip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        match = re.match(r'\s*File "(.+)", line (\d+), in (\S+)', lines[i])
+        if match and not match.group(1).startswith(_TORCH):
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            where = f"{match.group(1)}:{match.group(2)}"
+            return f"{where} ({code})" if code and not code.startswith("File ") else where
+    return None
+
+
 def describe(node: fx.Node) -> str:
     """Where a node comes from, for error messages: its op, and the source line if known."""
-    where = node.meta.get("stack_trace")
-    if where:
-        where = where.strip().splitlines()[-2:]
-        where = " | ".join(line.strip() for line in where)
+    where = _user_frame(node.meta.get("stack_trace"))
     kind = {"call_function": "function", "call_method": "tensor method"}.get(node.op, node.op)
     text = f"{kind} '{op_name(node)}' (graph node '{node.name}')"
     return f"{text} at {where}" if where else text

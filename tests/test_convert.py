@@ -332,12 +332,6 @@ class _Product(nn.Module):
     "model, match",
     [
         (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), r"ReLU at '1'.*to_qann"),
-        (nn.Sequential(nn.Linear(4, 4), QReLU(2, 1.0), nn.GELU()), r"GELU at '2'"),
-        (
-            nn.Sequential(nn.Conv2d(1, 2, 3), QReLU(2, 1.0), nn.MaxPool2d(2)),
-            r"MaxPool2d at '2'.*not linear",
-        ),
-        (nn.Sequential(nn.Linear(4, 4), QReLU(2, 1.0), nn.Softmax(-1)), r"Softmax at '2'"),
         (
             nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False), QReLU(2)),
             r"track_running_stats=False",
@@ -345,15 +339,45 @@ class _Product(nn.Module):
         (nn.Sequential(nn.Linear(4, 4)), r"no QReLU"),
         (_FunctionalReLU(), r"function 'relu'.*cannot be converted exactly"),
         (_SharedQReLU(), r"QReLU 'act' is called at 2 places"),
-        (_ConstantAdd(), r"adds a constant"),
         (_TwoInputs(), r"takes 2 inputs"),
         (_ControlFlow(), r"could not trace _ControlFlow"),
-        (_Product(), r"function 'mul'.*cannot be converted exactly"),
     ],
 )
 def test_unconvertible_layers_are_named(model, match):
     with pytest.raises(UnsupportedLayerError, match=match):
         to_snn(model)
+
+
+# Exact as accumulating operators, graded spikes or released constants when the input is
+# released once; a rate-coded SNN, whose input keeps coming, cannot carry them.
+_EXACT_ONLY_WHEN_RELEASED = [
+    (nn.Sequential(nn.Linear(4, 4), QReLU(2, 1.0), nn.GELU()), r"GELU at '2'.*accumulating"),
+    (
+        nn.Sequential(nn.Conv2d(1, 2, 3), QReLU(2, 1.0), nn.MaxPool2d(2)),
+        r"MaxPool2d at '2'.*not linear",
+    ),
+    (nn.Sequential(nn.Linear(4, 4), QReLU(2, 1.0), nn.Softmax(-1)), r"Softmax at '2'.*rate-coded"),
+    (_ConstantAdd(), r"adds a constant"),
+    (_Product(), r"function 'mul'.*cannot be converted exactly"),
+]
+
+
+@pytest.mark.parametrize("model, match", _EXACT_ONLY_WHEN_RELEASED)
+def test_a_rate_coded_snn_refuses_what_needs_a_released_input(model, match):
+    with pytest.raises(UnsupportedLayerError, match=match):
+        to_snn(model, encoding="constant")
+
+
+@pytest.mark.parametrize("model, _match", _EXACT_ONLY_WHEN_RELEASED)
+def test_what_needs_a_released_input_converts_exactly_with_it(model, _match):
+    torch.manual_seed(0)
+    model = copy.deepcopy(model).double()
+    shape = (1, 6, 6) if any(isinstance(m, nn.Conv2d) for m in model.modules()) else (4,)
+    x = torch.randn(5, *shape, dtype=torch.float64) * 2
+    for encoding in ("even", "once"):
+        _, snn = assert_equivalent(model, x, encoding)
+        sim = snn.run(x, 100)
+        assert not torch.equal(sim.outputs[0], sim.final)  # a simulation, not a copy
 
 
 def test_bad_encoding_and_release_steps():

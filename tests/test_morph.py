@@ -52,9 +52,21 @@ def test_adaptive_max_pool_becomes_adaptive_avg_pool():
 @pytest.mark.parametrize(
     "act", [nn.GELU(), nn.SiLU(), nn.LeakyReLU(), nn.Hardswish(), nn.Sigmoid(), nn.Tanh()]
 )
-def test_unsupported_activation_names_path_and_type(act):
+def test_a_relu_only_morph_names_what_is_not_a_relu(act):
+    # A rate-coded or QCFS conversion morphs ReLU networks only.
     with pytest.raises(UnsupportedLayerError, match=rf"{type(act).__name__} at '2'.*nn.ReLU"):
-        to_qann(_net(act), 4)
+        morph(_net(act), lambda clip: QReLU(4), QReLU)
+
+
+@pytest.mark.parametrize(
+    "act", [nn.GELU(), nn.SiLU(), nn.LeakyReLU(), nn.Hardswish(), nn.Sigmoid(), nn.Tanh()]
+)
+def test_to_qann_puts_a_signed_quantizer_before_any_other_activation(act):
+    qann = to_qann(_net(act), 4)
+    quantizer = qann.get_submodule("2_in")
+    assert isinstance(quantizer, QReLU) and quantizer.signed and quantizer.levels == 4
+    assert "2_in: signed quantizer: graded spikes" in [str(r) for r in qann.morph_report][-1]
+    assert type(qann.get_submodule("2")) is type(act)  # kept: its neuron's spikes carry it
 
 
 def test_dilated_max_pool_refused():
@@ -110,8 +122,10 @@ class _InplaceAndPool(nn.Module):
     ],
 )
 def test_what_cannot_become_a_neuron_is_refused_with_its_place(model, match):
+    # What a ReLU-only morph (rate coding, QCFS and the other rivals) refuses; to_qann
+    # places quantizers around these instead (tests/test_operators.py).
     with pytest.raises(UnsupportedLayerError, match=match):
-        to_qann(model, 4)
+        morph(model, lambda clip: QReLU(4), QReLU)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +140,8 @@ def test_hidden_activations_get_modules_and_are_reported(model, report, caplog):
     x = torch.randn(5, 4)
     with caplog.at_level("INFO", logger="spikezip.quant.morph"):
         qann = to_qann(model, 4096, scale=1e-3)  # fine steps, clip at 4.1: nearly the ReLU
-    assert [str(r) for r in qann.morph_report][0].startswith(report[0])
+    where, what = report[0].split(" -> ") if " -> " in report[0] else (report[0], "")
+    assert str(qann.morph_report[0]).startswith(where) and str(qann.morph_report[0]).endswith(what)
     assert str(qann.morph_report[0]) in caplog.text
     assert sum(isinstance(m, QReLU) for m in qann.modules()) == (
         2 if "2 places" in report[0] else 1

@@ -164,8 +164,10 @@ def test_classification_task_scores_per_timestep():
 
 
 def test_an_activation_the_rule_does_not_know_is_refused_by_name():
-    with pytest.raises(UnsupportedLayerError, match="GELU at '1' cannot be converted.*only QReLU"):
-        to_snn(nn.Sequential(nn.Linear(2, 2), nn.GELU(), QReLU(2, 1.0)))
+    with pytest.raises(UnsupportedLayerError, match="GRU at '1' cannot be converted.*only QReLU"):
+        to_snn(nn.Sequential(nn.Linear(2, 2), nn.GRU(2, 2), QReLU(2, 1.0)))
+    with pytest.raises(UnsupportedLayerError, match="GELU at '1' cannot be converted.*rate-coded"):
+        to_snn(nn.Sequential(nn.Linear(2, 2), nn.GELU(), QReLU(2, 1.0)), encoding="constant")
 
 
 def test_an_snn_of_other_neurons_is_not_reloaded_as_st_bif(tmp_path):

@@ -13,6 +13,7 @@ from torch import nn
 from spikezip.models.resnet import resnet18, resnet20, resnet34
 from spikezip.models.small import small_cnn
 from spikezip.models.vgg import vgg16
+from spikezip.models.vit import vit
 from spikezip.models.yolo import anchors_for, yolov3, yolov3_tiny
 from spikezip.models.zoo import torchvision_classifier
 
@@ -66,6 +67,7 @@ MODELS = {
     "resnet20": ModelEntry(resnet20, residual=True, inputs=_re_routing),
     "resnet18": ModelEntry(resnet18, residual=True, pretrained="torchvision", inputs=_re_routing),
     "resnet34": ModelEntry(resnet34, residual=True, pretrained="torchvision", inputs=_re_routing),
+    "vit": ModelEntry(vit, inputs=_image_size),
     "yolov3": ModelEntry(yolov3, task="detection", inputs=_anchors("yolov3")),
     "yolov3_tiny": ModelEntry(yolov3_tiny, task="detection", inputs=_anchors("yolov3_tiny")),
 }

@@ -35,16 +35,23 @@ class PathQReLU(nn.Module):
     ``share``: one learned s; path i uses step ``n_mp * s / n_i`` and ``n_i`` levels, so all
     paths clip at ``n_mp * s``. ``identical``: one s, step s for every path (clip at
     ``n_i * s``). ``independent``: a learned step per path. A step not yet learned is set by
-    LSQ's rule from the first training batch its path sees.
+    LSQ's rule from the first training batch its path sees. ``signed``: path i
+    quantizes to ``[-n_i, n_i]``, as a signed :class:`QReLU`.
     """
 
     positive_parameters = ("scales",)  # each path's step must stay > 0 (the divergence guard)
 
     def __init__(
-        self, levels: Sequence[int], sharing: Sharing, selector: PathSelector, scale: float | None
+        self,
+        levels: Sequence[int],
+        sharing: Sharing,
+        selector: PathSelector,
+        scale: float | None,
+        signed: bool = False,
     ):
         super().__init__()
         self.levels = list(levels)
+        self.signed = bool(signed)
         self.sharing = Sharing(sharing)
         self.selector = selector
         count = len(self.levels) if self.sharing is Sharing.independent else 1
@@ -71,11 +78,12 @@ class PathQReLU(nn.Module):
                 step = lsq_init_scale(x, self.levels[path])
                 self.scales[p].copy_(step / self._ratio(path))
                 self.initialized[p] = True
-        return lsq_quantize(x, self.step(path), self.levels[path])
+        low = -self.levels[path] if self.signed else 0
+        return lsq_quantize(x, self.step(path), self.levels[path], low)
 
     def export(self, path: int = 0) -> QReLU:
         """A plain Q-ReLU that computes exactly what ``path`` computes."""
-        q = QReLU(self.levels[path], scale=1.0)  # marked initialised; the step is set next
+        q = QReLU(self.levels[path], scale=1.0, signed=self.signed)  # initialised; step next
         q.scale.data = self.step(path).detach().clone()  # exact, in the model's dtype
         return q
 
@@ -191,7 +199,8 @@ def to_pet(
     for name, module in list(net.named_modules()):
         if isinstance(module, QReLU):
             scale = module.scale.item() if bool(module.initialized) else None
-            net.set_submodule(name, PathQReLU(levels, scale_sharing, selector, scale))
+            path = PathQReLU(levels, scale_sharing, selector, scale, signed=module.signed)
+            net.set_submodule(name, path)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             net.set_submodule(name, PathBatchNorm(module, len(levels), bn_sharing, selector))
     return PETModel(net, levels, selector)

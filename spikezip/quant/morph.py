@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from torch import fx, nn
 
 from spikezip.convertible import check_graph
+from spikezip.quant.placement import Quantizer, explicit_attention, place_quantizers
 from spikezip.quant.qrelu import QReLU, check_levels
 from spikezip.tracing import UnsupportedLayerError, describe, hidden_nonlinearities, op_name, trace
 
@@ -177,8 +178,11 @@ def _after(node: fx.Node) -> set[fx.Node]:
 # --------------------------------------------------------------- module swapping ----
 
 
-def _morph_module(name: str, module: nn.Module, activation: Activation | None):
-    """The SNN-friendly replacement of one module, or None to keep it."""
+def _morph_module(
+    name: str, module: nn.Module, activation: Activation | None, others: bool = False
+):
+    """The SNN-friendly replacement of one module, or None to keep it; ``others``: keep
+    the activations that are not ReLUs (quantizers are placed before them)."""
     if type(module) is nn.ReLU:
         return activation(None) if activation is not None else None
     clip = clip_of(module)
@@ -190,7 +194,7 @@ def _morph_module(name: str, module: nn.Module, activation: Activation | None):
                 "learns one."
             )
         return activation(clip)
-    if isinstance(module, _UNSUPPORTED_ACTIVATIONS):
+    if isinstance(module, _UNSUPPORTED_ACTIVATIONS) and not others:
         raise UnsupportedLayerError(
             f"{type(module).__name__} at '{name}' has no spiking equivalent: only ReLU "
             "(clipped or not) becomes a spiking neuron. Replace it with nn.ReLU and retrain "
@@ -242,6 +246,7 @@ def morph(
     model: nn.Module,
     activation: Activation | None = None,
     activation_type: type[nn.Module] = nn.ReLU,
+    quantizer: Quantizer | None = None,
 ) -> nn.Module:
     """An SNN-friendly copy of ``model`` (the input is untouched): every ``nn.ReLU``
     becomes ``activation(None)`` (kept when ``activation`` is None), a ReLU clipped at
@@ -256,27 +261,50 @@ def morph(
     branches, ...) is refused here, before any training. The rewrites made are logged and
     kept as ``result.morph_report`` (a list of :class:`Rewrite`).
 
+    ``quantizer`` (``quantizer(signed)`` -> a new quantizer module) goes beyond ReLU
+    networks: attention is written out (``nn.MultiheadAttention``,
+    ``F.scaled_dot_product_attention``), other activations (GELU, SiLU, ...), LayerNorm,
+    softmax and products are kept, and quantizers are placed where
+    :mod:`spikezip.quant.placement` says; the result then converts with accumulating
+    operators and graded spikes. Without it only ReLU networks pass.
+
+    The graph is traced in eval mode (a stochastic depth or functional dropout then
+    traces as the identity it is at inference).
+
     Raises:
         UnsupportedLayerError: a layer or operation that cannot be converted, named by its
             path.
     """
     result = copy.deepcopy(model)
-    gm = trace(result)
+    training = result.training
+    gm = trace(result.eval())
     rewrites = _give_each_call_its_module(gm)
+    if quantizer is not None:
+        rewrites += [Rewrite(*done) for done in explicit_attention(gm)]
     if rewrites:  # a graph module only when the graph had to change
         result = gm
-    _refuse_hidden(gm)
+    if quantizer is None:
+        _refuse_hidden(gm)
     for name, module in list(result.named_modules()):
-        replacement = _morph_module(name, module, activation)
+        replacement = _morph_module(name, module, activation, others=quantizer is not None)
         if replacement is not None:
             result.set_submodule(name, replacement)
             clip = clip_of(module)
             if clip is not None:
                 what = f"{type(module).__name__} -> {type(replacement).__name__} (clip now learned)"
                 rewrites.append(Rewrite(name, what))
-    check_graph(trace(result), activation_type)
+    if quantizer is not None:
+        gm = trace(result)  # ExplicitAttention is traced into now
+        placed = place_quantizers(gm, activation_type, quantizer)
+        if placed:
+            result = gm
+        rewrites += [Rewrite(*done) for done in placed]
+        check_graph(trace(result), activation_type, no_accumulating=None)
+    else:
+        check_graph(trace(result), activation_type)
     for rewrite in rewrites:
         log.info("morph: %s", rewrite)
+    result.train(training)
     result.morph_report = rewrites
     return result
 
@@ -298,4 +326,4 @@ def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Mod
             return QReLU(levels, clip / levels)
         return QReLU(levels, scale)
 
-    return morph(model, activation, QReLU)
+    return morph(model, activation, QReLU, quantizer=lambda signed: QReLU(levels, scale, signed))

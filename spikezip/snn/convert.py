@@ -16,15 +16,17 @@ from dataclasses import dataclass
 
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+from torch.utils._pytree import tree_flatten
 
-from spikezip.convertible import BATCHNORM, WEIGHTED, Kind, check_graph
+from spikezip.convertible import _ADD_OPS, BATCHNORM, WEIGHTED, Kind, Plan, check_graph
 from spikezip.quant.qrelu import QReLU
 from spikezip.settings import choice
 from spikezip.snn.encoding import Encoding, release_for
-from spikezip.snn.layers import SpikingAffine, SpikingBatchNorm
+from spikezip.snn.layers import ReleasedConstant, SpikingAffine, SpikingBatchNorm
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import STBIF, SpikingNeuron
-from spikezip.tracing import UnsupportedLayerError, trace
+from spikezip.snn.operators import Accumulating, Elementwise, GradedNeuron
+from spikezip.tracing import UnsupportedLayerError, describe, op_name, trace
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class NeuronRule:
 
 
 def stbif_from_qrelu(name: str, qrelu: nn.Module) -> STBIF:
-    """``QReLU(n, s)`` -> ``STBIF(Vthr=s, S_max=n, V0=s/2)``: exact at equilibrium."""
+    """``QReLU(n, s)`` -> ``STBIF(Vthr=s, S_max=n, V0=s/2)``, ``S_min = -n`` when the
+    quantizer is signed (else 0): exact at equilibrium."""
     scale = float(qrelu.scale.detach())
     if not (math.isfinite(scale) and scale > 0):
         raise UnsupportedLayerError(
@@ -55,7 +58,7 @@ def stbif_from_qrelu(name: str, qrelu: nn.Module) -> STBIF:
             "is exact, but for a network nobody trained.",
             stacklevel=4,
         )
-    return STBIF(qrelu.scale.detach(), qrelu.levels)
+    return STBIF(qrelu.scale.detach(), qrelu.levels, getattr(qrelu, "min_level", 0))
 
 
 # SpikeZIP's own rule: every Q-ReLU becomes an ST-BIF neuron.
@@ -112,6 +115,94 @@ def _spiking(name: str, module: nn.Module, kind: Kind, neuron: NeuronRule) -> nn
     return None
 
 
+def _not_in_place(module: nn.Module) -> nn.Module:
+    """``module``, or a copy with ``inplace=False``: an accumulating operator must not
+    overwrite the totals it keeps."""
+    if getattr(module, "inplace", False):
+        module = copy.deepcopy(module)
+        module.inplace = False
+    return module
+
+
+def _free_name(gm: fx.GraphModule, base: str) -> str:
+    names = dict(gm.named_modules())
+    name, k = base, 2
+    while name in names:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def _call(gm: fx.GraphModule, node: fx.Node, base: str, module: nn.Module, args, kwargs):
+    """A call of ``module`` (added as ``base``, or a free variant) replacing ``node``."""
+    name = _free_name(gm, base)
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_before(node):
+        return gm.graph.call_module(name, tuple(args), dict(kwargs))
+
+
+def _graded(gm: fx.GraphModule, node: fx.Node) -> None:
+    """Fold the elementwise ``node`` into the ST-BIF neuron it reads: graded spikes."""
+    source = node.args[0]
+    stbif = gm.get_submodule(source.target)
+    if not isinstance(stbif, STBIF):
+        raise UnsupportedLayerError(
+            f"{describe(node)} follows '{source.target}', a {type(stbif).__name__}: only an "
+            "ST-BIF neuron's spikes can carry an elementwise non-linearity (graded spikes)"
+        )
+    kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
+    if node.op == "call_module":
+        fn = _not_in_place(gm.get_submodule(node.target))
+    else:
+        fn = Elementwise(node.target, node.args[1:], kwargs)
+    graded = GradedNeuron(stbif.threshold, stbif.levels, fn, stbif.tracer_min)
+    gm.set_submodule(source.target, graded)
+    node.replace_all_uses_with(source)
+    gm.graph.erase_node(node)
+
+
+def _release(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
+    """Release the constants ``node`` adds to activations (or concatenates with them)."""
+
+    def released(value):
+        return _call(gm, node, f"{node.name}_release", ReleasedConstant(), (value,), {})
+
+    def constant(value) -> bool:
+        if isinstance(value, fx.Node):
+            return value.name not in plan.streams
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    args = list(node.args)
+    if op_name(node) in _ADD_OPS:
+        args[:2] = [released(a) if constant(a) else a for a in args[:2]]
+        kwargs = {
+            k: released(v) if k == "other" and constant(v) else v for k, v in node.kwargs.items()
+        }
+    else:  # a concatenation: the constant tensors of its list
+        parts = node.args[0] if node.args else node.kwargs["tensors"]
+        parts = [released(p) if isinstance(p, fx.Node) and constant(p) else p for p in parts]
+        kwargs = dict(node.kwargs)
+        if node.args:
+            args[0] = parts
+        else:
+            kwargs["tensors"] = parts
+    node.args, node.kwargs = tuple(args), kwargs
+
+
+def _accumulating(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
+    """Run ``node`` on accumulated inputs (:class:`Accumulating`), one state per call."""
+    kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
+    leaves, _ = tree_flatten((list(node.args), kwargs))
+    streams = [isinstance(a, fx.Node) and a.name in plan.streams for a in leaves]
+    if node.op == "call_module":
+        op = _not_in_place(gm.get_submodule(node.target))
+        base, what = str(node.target), f"{type(op).__name__} at '{node.target}'"
+    else:
+        op, base, what = node.target, node.name, describe(node)
+    call = _call(gm, node, base, Accumulating(op, streams, what), node.args, kwargs)
+    node.replace_all_uses_with(call)
+    gm.graph.erase_node(node)
+
+
 def to_snn(
     qann: nn.Module,
     encoding: Encoding | str = Encoding.even,
@@ -142,16 +233,39 @@ def to_snn(
     encoding = choice("encoding", encoding, Encoding)
     model = copy.deepcopy(qann).eval()
     gm = trace(model)
-    kinds = check_graph(gm, neuron.activation)  # before any change: errors name QANN layers
+    no_accumulating = None
+    if encoding is Encoding.constant:
+        no_accumulating = (
+            "a rate-coded SNN (encoding 'constant') feeds its input on every step, so the "
+            "input of an accumulating operator never settles"
+        )
+    # Before any change: errors name QANN layers, and so does the report of operators.
+    plan = check_graph(gm, neuron.activation, no_accumulating)
+    operators = plan.operators(gm)
     # Only the even release needs n (an activation without levels never uses it).
     levels = [getattr(m, "levels", 1) for m in gm.modules() if isinstance(m, neuron.activation)]
     _fuse_batchnorm(gm)  # a fused conv keeps its name and kind; its batch-norm node is gone
     for node in list(gm.graph.nodes):
-        if node.op == "call_module":
+        kind = plan.nodes.get(node.name)
+        if kind is None or kind is Kind.STATIC:
+            continue
+        if kind is Kind.GRADED:
+            _graded(gm, node)
+        elif kind is Kind.RELEASE:
+            _release(gm, node, plan)
+        elif kind is Kind.ACCUMULATE:
+            _accumulating(gm, node, plan)
+        elif node.op == "call_module":
             module = gm.get_submodule(node.target)
-            new = _spiking(node.target, module, kinds[node.target], neuron)
+            new = _spiking(node.target, module, kind, neuron)
             if new is not None:
                 gm.set_submodule(node.target, new)
+        elif kind is Kind.DROPOUT:  # F.dropout(x, training=False): the identity
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    return SpikingNetwork(gm, release_for(encoding, max(levels), release_steps), encoding)
+    snn = SpikingNetwork(gm, release_for(encoding, max(levels), release_steps), encoding)
+    snn.operators = operators
+    return snn

@@ -6,6 +6,13 @@ layers, through any pooling, flattening or residual adds on the way. The first l
 receives the analog input, so it is counted as FLOPs (2 per multiply-accumulate, as
 ``torch.utils.flop_counter`` counts the ANN). Bias releases are additions without
 synapses and are not counted.
+
+Beyond unit spikes (:mod:`spikezip.snn.operators`): a *graded* spike carries a value, so
+each synapse it reaches costs a multiply-accumulate (2 FLOPs), not a SOP. An
+*accumulating* operator computes densely at every step where its input changed: the
+FLOPs ``torch.utils.flop_counter`` counts for it (its products) plus one per output
+element (the elementwise work it does not count), per sample whose input changed; and
+its output is dense, so what it drives costs multiply-accumulates too.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from spikezip.settings import positive
 from spikezip.snn.layers import SpikingAffine, SpikingBatchNorm
-from spikezip.snn.measure import LayerSums
+from spikezip.snn.measure import LayerSums, ReduceSum, sum_across
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import SpikingNeuron
+from spikezip.snn.operators import Accumulating
 
 INPUT = "<input>"
 
@@ -52,6 +60,7 @@ class _FanoutInterpreter(fx.Interpreter):
         self.source = source
         self.z: Tensor | None = None
         self.macs = torch.zeros(())
+        self.op_flops: dict[str, float] = {}  # accumulating operator -> FLOPs per evaluation
 
     def _source(self, like: Tensor) -> Tensor:
         self.z = torch.zeros_like(like, requires_grad=True)
@@ -66,6 +75,11 @@ class _FanoutInterpreter(fx.Interpreter):
         x = args[0]
         if isinstance(m, SpikingNeuron):
             return self._source(x) if target == self.source else torch.zeros_like(x)
+        if isinstance(m, Accumulating):  # counting stops at it; its output may be the source
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                out = m.apply(*args, **kwargs)
+            self.op_flops[target] = counter.get_total_flops() + out.numel()
+            return self._source(out) if target == self.source else torch.zeros_like(out)
         if isinstance(m, SpikingAffine):
             layer = m.layer
             ones = torch.ones_like(layer.weight)
@@ -134,10 +148,19 @@ class _FanoutInterpreter(fx.Interpreter):
 
 
 def fanout(snn: SpikingNetwork, input_shape: tuple[int, ...], source: str) -> tuple[Tensor, float]:
-    """``(fanout [*one sample's shape], total)`` of ``source``: a neuron layer's name, or
-    :data:`INPUT` for the analog input; ``total`` is the sum of the fan-outs, i.e. the
-    multiply-accumulates if every element is non-zero (for the input: the first layers'
-    MACs). ``input_shape`` is one sample's shape."""
+    """``(fanout [*one sample's shape], total)`` of ``source``: a neuron layer's or an
+    accumulating operator's name, or :data:`INPUT` for the analog input; ``total`` is the
+    sum of the fan-outs, i.e. the multiply-accumulates if every element is non-zero (for
+    the input: the first layers' MACs). ``input_shape`` is one sample's shape."""
+    return _count(snn, input_shape, source)[:2]
+
+
+def accumulating_flops(snn: SpikingNetwork, input_shape: tuple[int, ...]) -> dict[str, float]:
+    """FLOPs of one evaluation of each accumulating operator, for one sample."""
+    return _count(snn, input_shape, INPUT)[2]
+
+
+def _count(snn: SpikingNetwork, input_shape, source: str):
     interpreter = _FanoutInterpreter(snn.graph, source)
     with torch.enable_grad():
         interpreter.run(torch.zeros(1, *input_shape, dtype=snn.dtype, device=snn.device))
@@ -147,7 +170,7 @@ def fanout(snn: SpikingNetwork, input_shape: tuple[int, ...], source: str) -> tu
             interpreter.macs.backward()
     grad = interpreter.z.grad
     counts = grad[0] if grad is not None else torch.zeros_like(interpreter.z[0])
-    return counts.detach(), float(counts.sum())
+    return counts.detach(), float(counts.sum()), interpreter.op_flops
 
 
 def ann_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -174,7 +197,8 @@ class EnergyConstants:
 
 class EnergyMeter(LayerSums):
     """Counts SOPs per neuron layer and step during :func:`spikezip.snn.measure_snn`
-    (:attr:`totals`, summed over samples).
+    (:attr:`totals`, summed over samples), and the FLOPs of graded spikes and
+    accumulating operators (:attr:`flops`).
 
     After the measurement, :meth:`result` gives the energy per inference (averaged over
     samples) at every T. Input shape: one sample's, e.g. ``(1, 28, 28)``.
@@ -190,11 +214,23 @@ class EnergyMeter(LayerSums):
         super().__init__(snn, timesteps)
         self.snn = snn
         self.constants = constants or EnergyConstants()
-        self.fanouts = {name: fanout(snn, input_shape, name)[0] for name in snn.neurons}
-        self.input_macs = fanout(snn, input_shape, INPUT)[1]
+        self.operators = {n: m for n, m in snn.graph.named_modules() if isinstance(m, Accumulating)}
+        self.fanouts = {
+            name: fanout(snn, input_shape, name)[0] for name in [*snn.neurons, *self.operators]
+        }
+        _, self.input_macs, self.op_flops = _count(snn, input_shape, INPUT)
+        self.graded = {n for n, m in self.neurons.items() if getattr(m, "graded", False)}
+        # FLOPs per step: graded neuron layers' multiply-accumulates, accumulating operators'
+        # own work and the multiply-accumulates their outputs drive.
+        self.flops = {
+            name: torch.zeros(timesteps, dtype=torch.float64)
+            for name in [*sorted(self.graded), *self.operators]
+        }
 
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
         super().begin_batch(x, activations)
+        self._batch = len(x)
+        self.flops = {k: v.to(x.device) for k, v in self.flops.items()}
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
@@ -203,24 +239,53 @@ class EnergyMeter(LayerSums):
         for name, neuron in self.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
             # Summed in float64: integer counts stay exact however the data are split.
-            sops = (neuron.spike.abs() * self._device_fanouts[name]).sum(dtype=torch.float64)
-            self.totals[name][t - 1] += sops
+            events = (neuron.spike.abs() * self._device_fanouts[name]).sum(dtype=torch.float64)
+            if name in self.graded:
+                self.flops[name][t - 1] += 2 * events  # a multiply-accumulate per synapse
+            else:
+                self.totals[name][t - 1] += events
+        for name, op in self.operators.items():
+            if not op.changed or op.last is None:
+                continue
+            rows = op.changed_rows
+            samples = self._batch if rows is None else rows.sum(dtype=torch.float64)
+            driven = (op.last.ne(0) * self._device_fanouts[name]).sum(dtype=torch.float64)
+            self.flops[name][t - 1] += samples * self.op_flops[name] + 2 * driven
+
+    def all_reduce(self, reduce_sum: ReduceSum) -> None:
+        """Sum SOPs, samples and FLOPs over processes in one collective, in place."""
+        sums = sum_across([*self.totals.values(), self.samples, *self.flops.values()], reduce_sum)
+        n = len(self.totals)
+        self.totals = dict(zip(self.totals, sums[:n], strict=True))
+        self.samples = sums[n]
+        self.flops = dict(zip(self.flops, sums[n + 1 :], strict=True))
 
     def result(self, ann_flops_per_inference: int) -> dict:
-        """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs and joules."""
+        """The ``energy`` entry of ``snn_eval.json``: per-T cumulative SOPs, FLOPs and
+        joules, and the share of the work done by accumulating operators."""
         sops = self.per_sample()
         sop = torch.cumsum(sum(sops.values()), 0)
         released = [self.snn.release.released_steps(t) for t in range(1, self.timesteps + 1)]
         first_flops = 2 * self.input_macs * torch.tensor(released, dtype=torch.float64)
+        samples = max(float(self.samples), 1.0)
+        per_op = {name: v.cpu() / samples for name, v in self.flops.items()}
+        zero = torch.zeros(self.timesteps, dtype=torch.float64)
+        graded = torch.cumsum(sum((per_op[n] for n in self.graded), zero), 0)
+        dense = torch.cumsum(sum((per_op[n] for n in self.operators), zero), 0)
         c = self.constants
-        joules = sop * c.joules_per_sop + first_flops * c.joules_per_flop
+        joules = sop * c.joules_per_sop + (first_flops + graded + dense) * c.joules_per_flop
+        work = float(sop[-1] + first_flops[-1] + graded[-1] + dense[-1]) if len(sop) else 0.0
         return {
             "joules_per_sop": c.joules_per_sop,
             "joules_per_flop": c.joules_per_flop,
             "sop": sop.tolist(),
             "first_layer_flops": first_flops.tolist(),
+            "graded_flops": graded.tolist(),
+            "accumulating_flops": dense.tolist(),
+            "accumulating_share": float(dense[-1]) / work if work else 0.0,
             "snn_joules": joules.tolist(),
             "ann_flops": ann_flops_per_inference,
             "ann_joules": ann_flops_per_inference * c.joules_per_flop,
             "sop_per_layer": {name: float(v.sum()) for name, v in sops.items()},
+            "flops_per_layer": {name: float(v.sum()) for name, v in per_op.items()},
         }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import torch
 from rich.progress import Progress
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten
 
 from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
 from spikezip.snn.reference import run_with_activations
@@ -30,7 +32,10 @@ class LayerReport:
 class EquivalenceReport:
     """Result of :func:`check_equivalence`. ``equivalent`` holds when every sample reached
     equilibrium, no neuron level differs, the output's relative difference is within
-    ``rtol`` and the argmax agrees on every sample."""
+    ``rtol`` and the argmax agrees on every sample. For a network with several outputs
+    the differences are the largest over them (each relative to its own largest value)
+    and a sample agrees when every output's argmax does. ``operators``: each operation's
+    kind in the SNN (spiking, linear, accumulating), by the QANN's names."""
 
     layers: list[LayerReport]
     output_max_abs_diff: float
@@ -40,6 +45,7 @@ class EquivalenceReport:
     reached_equilibrium: bool
     rtol: float
     dtype: str
+    operators: dict[str, str] = field(default_factory=dict)
     equivalent: bool = field(init=False)
 
     def __post_init__(self):
@@ -65,8 +71,11 @@ class EquivalenceReport:
             f"{self.output_rel_diff:.3e} (rtol {self.rtol:g}, {self.dtype})",
             f"argmax agreement {self.agreement:.2%}; equilibrium reached by "
             f"{len(t_eq)}/{len(self.t_eq)} samples, T_eq max {max(t_eq, default=-1)}",
-            f"equivalent: {self.equivalent}",
         ]
+        if self.operators:
+            kinds = Counter(self.operators.values())
+            rows.append("operators: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        rows.append(f"equivalent: {self.equivalent}")
         return "\n".join(rows)
 
 
@@ -107,7 +116,7 @@ def check_equivalence(
             x, max_timesteps, stop_at_equilibrium=True, on_step=step if progress else None
         )
     steps = sim.timesteps - snn.overhead  # the steps whose output counted
-    got = snn.release.estimate(sim.final, steps)
+    got = [snn.release.estimate(leaf, steps) for leaf in tree_flatten(sim.final)[0]]
     layers = []
     for name, neuron in neurons.items():
         diff = (snn.release.estimate(neuron.accumulated(), steps) - activations[name]).abs()
@@ -119,16 +128,23 @@ def check_equivalence(
                 numel=diff.numel(),
             )
         )
-    out_diff = float((got - expected).abs().max())
-    scale = float(expected.abs().max().clamp_min(torch.finfo(expected.dtype).tiny))
-    agreement = float((got.argmax(-1) == expected.argmax(-1)).double().mean())
+    out_diff = rel_diff = 0.0
+    agree = None
+    for g, e in zip(got, tree_flatten(expected)[0], strict=True):
+        diff = float((g - e).abs().max()) if e.numel() else 0.0
+        scale = float(e.abs().max().clamp_min(torch.finfo(e.dtype).tiny)) if e.numel() else 1.0
+        out_diff, rel_diff = max(out_diff, diff), max(rel_diff, diff / scale)
+        same = (g.argmax(-1) == e.argmax(-1)).reshape(len(x), -1).all(1)
+        agree = same if agree is None else agree & same
+    agreement = float(agree.double().mean())
     return EquivalenceReport(
         layers=layers,
         output_max_abs_diff=out_diff,
-        output_rel_diff=out_diff / scale,
+        output_rel_diff=rel_diff,
         agreement=agreement,
         t_eq=sim.t_eq.tolist(),
         reached_equilibrium=bool(sim.at_equilibrium.all()),
         rtol=_default_rtol(x.dtype) if rtol is None else rtol,
         dtype=str(x.dtype).replace("torch.", ""),
+        operators=dict(snn.operators),
     )

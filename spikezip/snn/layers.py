@@ -9,25 +9,53 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class ReleasedBias(nn.Module):
-    """Base of layers ``L(x) = A x + b`` run as ``A x_t + b / d`` on the steps that
-    release input (see :class:`spikezip.snn.encoding.Release`), ``A x_t`` on the others.
-
-    With the even release (``d = T_off`` on steps ``1..T_off``) the steps sum to
-    ``A (sum x_t) + b``: the QANN layer applied to the total input. The simulator calls
-    :meth:`begin` before a run and sets ``releasing`` for each step.
-    """
+class Released(nn.Module):
+    """Base of everything that enters the SNN as the input does: a share ``1 / d`` on the
+    steps that release input (see :class:`spikezip.snn.encoding.Release`), nothing on the
+    others. The simulator calls :meth:`begin` before a run and sets ``releasing`` for each
+    step."""
 
     spikezip_leaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.releasing = False
+        self.divisor = 1
+
+    def begin(self, divisor: int) -> None:
+        """Prepare the coming run, whose releasing steps each carry ``1 / divisor``."""
+        self.divisor = divisor
+
+
+class ReleasedConstant(Released):
+    """A constant of the QANN's graph that is *added* to activations (a positional
+    embedding, a class token concatenated to the tokens, a Python number added to a
+    tensor): released like a bias, ``c / d`` on the releasing steps and 0 after, so the
+    steps sum to ``c``. Called with the constant (a tensor computed from parameters and
+    shapes only, or a number); returns its share for this step."""
+
+    def forward(self, c):
+        if self.releasing:
+            return c / self.divisor
+        return torch.zeros_like(c) if isinstance(c, Tensor) else 0.0
+
+
+class ReleasedBias(Released):
+    """Base of layers ``L(x) = A x + b`` run as ``A x_t + b / d`` on the steps that
+    release input, ``A x_t`` on the others.
+
+    With the even release (``d = T_off`` on steps ``1..T_off``) the steps sum to
+    ``A (sum x_t) + b``: the QANN layer applied to the total input.
+    """
 
     def __init__(self, bias: Tensor):
         super().__init__()
         self.register_buffer("bias", bias.detach().clone())
-        self.releasing = False
         self._share: Tensor | None = None
 
     def begin(self, divisor: int) -> None:
         """Precompute the bias released per step, ``b / divisor``, for the coming run."""
+        super().begin(divisor)
         self._share = self.bias / divisor
 
 

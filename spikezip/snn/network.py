@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, fx, nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from spikezip.snn.encoding import Encoding, Release
-from spikezip.snn.layers import ReleasedBias
+from spikezip.snn.layers import Released
 from spikezip.snn.neuron import SpikingNeuron
+from spikezip.snn.operators import Accumulating
 
 # The one default budget of steps to reach equilibrium (conversion proof and evaluation).
 MAX_TIMESTEPS = 1000
@@ -23,7 +25,9 @@ class Simulation:
 
     Attributes:
         outputs: ``[T, B, ...]`` the network's accumulated output after each step (the
-            first ``keep`` steps only, if the run was asked to keep fewer).
+            first ``keep`` steps only, if the run was asked to keep fewer). A network
+            with several outputs (a tuple, list or dict of tensors) gives the same
+            structure here and in ``final``, one ``[T, B, ...]`` tensor per output.
         t_eq: ``[B]`` (long) per sample, the step after which nothing changes any more
             (the output is final from there); ``-1`` where that was not reached in the
             steps simulated. Never less than ``T_off``.
@@ -33,9 +37,9 @@ class Simulation:
             emitted in each step (``|+1|`` and ``|-1|`` both count).
     """
 
-    outputs: Tensor
+    outputs: Tensor | tuple | list | dict
     t_eq: Tensor
-    final: Tensor
+    final: Tensor | tuple | list | dict
     timesteps: int
     spike_counts: dict[str, Tensor] | None = None
 
@@ -62,6 +66,8 @@ class SpikingNetwork(nn.Module):
     # an offset detection): 0 here; the first ``overhead`` rows of a simulation's
     # accumulated outputs are zero, so a curve is indexed by the steps a user waits.
     overhead: int = 0
+    # Report name -> operator kind (spiking, linear, accumulating), set by to_snn.
+    operators: dict[str, str] = {}
 
     def __init__(self, graph: fx.GraphModule, release: Release, encoding: Encoding | str):
         super().__init__()
@@ -97,13 +103,13 @@ class SpikingNetwork(nn.Module):
         """Neuron layers by their name in the QANN (the activation they replace)."""
         return {n: m for n, m in self.graph.named_modules() if isinstance(m, SpikingNeuron)}
 
-    def _released(self) -> list[ReleasedBias]:
-        return [m for m in self.graph.modules() if isinstance(m, ReleasedBias)]
+    def _released(self) -> list[Released]:
+        return [m for m in self.graph.modules() if isinstance(m, Released)]
 
     def reset(self) -> None:
         """Reset every neuron's membrane and tracer."""
         for m in self.graph.modules():
-            if isinstance(m, SpikingNeuron):
+            if isinstance(m, (SpikingNeuron, Accumulating)):
                 m.reset()
 
     def _reference(self) -> Tensor | None:
@@ -177,8 +183,9 @@ class SpikingNetwork(nn.Module):
         batch = x.shape[0]
         t_eq = torch.full((batch,), -1, dtype=torch.long, device=x.device)
         counts: dict[str, list[Tensor]] = {name: [] for name in neurons} if record_spikes else {}
-        outputs: list[Tensor] = []
-        total: Tensor | None = None
+        outputs: list[list[Tensor]] = []  # per step kept, the accumulated output's leaves
+        totals: list[Tensor] | None = None
+        spec = None  # the structure of the network's output (one tensor, a tuple, ...)
         settled = False  # every sample at equilibrium
         keep = timesteps if keep is None else keep
         steps = 0
@@ -187,17 +194,20 @@ class SpikingNetwork(nn.Module):
             if settled and fast_forward:
                 # Inputs are zero and no neuron fires: state and output stay as they are.
                 if t <= keep:
-                    outputs.append(total)
+                    outputs.append(totals)
                 for c in counts.values():
                     c.append(torch.zeros_like(c[-1]))
             else:
                 releasing = self.release.releasing(t - overhead)
                 for m in released:
                     m.releasing = releasing
-                y = self.graph(share if releasing else zero)
-                total = y.clone() if total is None else total + y
+                leaves, spec = tree_flatten(self.graph(share if releasing else zero))
+                if totals is None:
+                    totals = [y.clone() for y in leaves]
+                else:
+                    totals = [total + y for total, y in zip(totals, leaves, strict=True)]
                 if t <= keep:
-                    outputs.append(total)
+                    outputs.append(totals)
                 if record_spikes or not (releasing or settled):
                     quiet = self._record_step(neurons, counts, batch, x.device)
                 if not (releasing or settled):
@@ -211,12 +221,17 @@ class SpikingNetwork(nn.Module):
                 break
         if overhead:  # nothing is counted during the method's own steps
             waited = min(overhead, keep)
-            outputs[:0] = [torch.zeros_like(total)] * waited
+            outputs[:0] = [[torch.zeros_like(total) for total in totals]] * waited
             for c in counts.values():
                 c[:0] = [torch.zeros_like(c[0])] * overhead
         spikes = {k: torch.stack(v) for k, v in counts.items()} if record_spikes else None
-        kept = torch.stack(outputs) if outputs else total.new_empty((0, *total.shape))
-        return Simulation(kept, t_eq, total, steps, spikes)
+        if outputs:
+            kept = [torch.stack(rows) for rows in zip(*outputs, strict=True)]
+        else:
+            kept = [total.new_empty((0, *total.shape)) for total in totals]
+        return Simulation(
+            tree_unflatten(kept, spec), t_eq, tree_unflatten(totals, spec), steps, spikes
+        )
 
     @staticmethod
     def _record_step(neurons, counts, batch, device) -> Tensor:

@@ -121,7 +121,8 @@ class STBIF(SpikingNeuron):
         """The spike tracer ``S`` (the signed spike count)."""
         return self.count
 
-    def forward(self, x: Tensor) -> Tensor:
+    def step(self, x: Tensor) -> None:
+        """One time-step of the state (membrane, tracer, :attr:`spike`), no output."""
         if self.v is None:
             self._init_state(x)
             self._spare = torch.empty_like(x)
@@ -137,6 +138,9 @@ class STBIF(SpikingNeuron):
             out=(self.spike, self.v, self._spare),
         )
         self._spare, self.count = self.count, tracer
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.step(x)
         return self.spike * self.threshold
 
     def extra_repr(self) -> str:

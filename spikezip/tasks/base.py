@@ -148,6 +148,11 @@ class Report(Mapping):
                 f"  energy          ANN {energy['ann_joules'] * 1e6:.3g} µJ, SNN "
                 f"{energy['snn_joules'][-1] * 1e6:.3g} µJ at T={steps} (per inference)"
             )
+            if energy.get("accumulating_share"):
+                lines.append(
+                    f"  accumulating    {energy['accumulating_share']:.1%} of the SNN's "
+                    f"operations at T={steps} (dense: LayerNorm, softmax, products, ...)"
+                )
         lines += [f"  warning: {warning}" for warning in self.warnings]
         if out_dir is not None:
             out_dir = Path(out_dir)
