@@ -114,7 +114,11 @@ _REFUSED_OPS = {
 }  # fmt: skip
 # Tensor methods and attributes that read only the shape: static even on an activation.
 _METADATA = frozenset({"size", "dim", "numel", "shape", "dtype", "device", "ndim"})
-_DROPOUT_OPS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"})
+# Dropout-like functions (identity at inference) -> the position of their training flag.
+_DROPOUT_OPS = {
+    "dropout": 2, "dropout1d": 2, "dropout2d": 2, "dropout3d": 2, "alpha_dropout": 2,
+    "feature_alpha_dropout": 2, "stochastic_depth": 3,  # torchvision.ops.stochastic_depth
+}  # fmt: skip
 _CONCAT_OPS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 
 
@@ -255,7 +259,8 @@ def function_kind(node: fx.Node, streams: set[str], no_accumulating: str | None 
             f"{describe(node)} cannot be converted exactly: {_REFUSED_OPS[name]}."
         )
     if name in _DROPOUT_OPS:
-        if node.kwargs.get("training", node.args[2] if len(node.args) > 2 else False):
+        at = _DROPOUT_OPS[name]
+        if node.kwargs.get("training", node.args[at] if len(node.args) > at else False):
             raise UnsupportedLayerError(f"{describe(node)} drops at random (training=True).")
         return Kind.DROPOUT
     if name in _ADD_OPS or name in _CONCAT_OPS:
@@ -359,7 +364,12 @@ def classify(
 ) -> Plan:
     """:func:`check_graph` without requiring a neuron layer: what to_qann reads before it
     places its quantizers."""
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    # Optional arguments traced at their defaults (tracing.trace) stay placeholders that
+    # nothing reads; the input is the first.
+    placeholders = [
+        n for i, n in enumerate(p for p in gm.graph.nodes if p.op == "placeholder")
+        if i == 0 or n.users
+    ]  # fmt: skip
     if len(placeholders) != 1:
         raise UnsupportedLayerError(
             f"the network's forward takes {len(placeholders)} inputs; the SNN encodes exactly one"
@@ -373,7 +383,8 @@ def classify(
     for node in gm.graph.nodes:
         inputs = [a for a in node.all_input_nodes if a.name in plan.streams]
         if node.op == "placeholder":
-            plan.streams.add(node.name)
+            if node is placeholders[0]:
+                plan.streams.add(node.name)
             continue
         if node.op == "output":
             _check_output(node, plan)

@@ -7,6 +7,7 @@ breaks the converted network. Tracing the graph sees both.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections import Counter
 from pathlib import Path
@@ -38,6 +39,23 @@ class SpikeZIPTracer(fx.Tracer):
         )
 
 
+def _defaults_after_the_input(model: nn.Module) -> dict | None:
+    """``forward``'s optional arguments after the input (a mask, a flag) at their
+    defaults: the SNN takes one input, and a default of None must not become a second
+    graph input."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    defaults = {
+        p.name: p.default
+        for p in params
+        if p.default is not inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return defaults or None
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` into a GraphModule whose submodules keep the model's names.
 
@@ -45,14 +63,41 @@ def trace(model: nn.Module) -> fx.GraphModule:
         UnsupportedLayerError: if torch.fx cannot trace the model (data-dependent control flow).
     """
     try:
-        graph = SpikeZIPTracer().trace(model)
+        graph = SpikeZIPTracer().trace(model, concrete_args=_defaults_after_the_input(model))
     except Exception as err:  # fx raises many types; the cause is kept below
         raise UnsupportedLayerError(
             f"torch.fx could not trace {type(model).__name__}: {err}. SpikeZIP needs the whole "
             "computation graph to prove the conversion exact; remove data-dependent control "
             "flow from forward()."
         ) from err
+    _drop_specialised_arguments(graph)
     return fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+def _drop_specialised_arguments(graph: fx.Graph) -> None:
+    """Remove the placeholders fx keeps for the arguments traced at their defaults, with
+    the checks it adds on them (``_assert_is_none``, ``x == default``), when nothing else
+    reads them: the traced forward then takes the input alone."""
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    for node in inputs[1:]:
+        seen, order, stack = set(), [], [node]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            order.append(current)
+            stack.extend(current.users)
+        sinks = [n for n in order if not n.users]
+        checks = ("_assert", "_assert_is_none")
+        if all(n.op == "call_function" and op_name(n) in checks for n in sinks):
+            for dead in sorted(order, key=_position(graph), reverse=True):
+                graph.erase_node(dead)
+
+
+def _position(graph: fx.Graph):
+    index = {n: i for i, n in enumerate(graph.nodes)}
+    return index.__getitem__
 
 
 # Names of functions / tensor methods that apply a non-linearity. Inside a forward() they

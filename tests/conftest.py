@@ -41,15 +41,18 @@ def calibrate(qann: nn.Module, x: torch.Tensor, seed: int = 0, jitter: float = 0
 
 
 def level_histogram(qann: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per Q-ReLU, the fraction of activations at each level 0..n (to prove tests non-trivial)."""
+    """Per Q-ReLU, the fraction of activations at each level (0..n, or -n..n when signed),
+    to prove tests non-trivial."""
     hist = {}
+
+    def levels(m, out):
+        low = getattr(m, "min_level", 0)
+        shifted = torch.round(out / m.scale).long().flatten() - low
+        return torch.bincount(shifted, minlength=m.levels - low + 1) / out.numel()
+
     hooks = [
         m.register_forward_hook(
-            lambda m, _i, out, name=name: hist.__setitem__(
-                name,
-                torch.bincount(torch.round(out / m.scale).long().flatten(), minlength=m.levels + 1)
-                / out.numel(),
-            )
+            lambda m, _i, out, name=name: hist.__setitem__(name, levels(m, out))
         )
         for name, m in qann.named_modules()
         if isinstance(m, QReLU)

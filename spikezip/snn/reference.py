@@ -28,7 +28,9 @@ def run_with_activations(
     captured: dict[str, Tensor] = {}
     hooks = [
         modules[name].register_forward_hook(
-            lambda _m, _i, out, name=name: captured.__setitem__(name, out)
+            # A copy: an in-place activation after the layer (nn.Hardswish(inplace=True))
+            # would overwrite the very tensor the layer returned.
+            lambda _m, _i, out, name=name: captured.__setitem__(name, out.clone())
         )
         for name in names
     ]

@@ -1,0 +1,58 @@
+"""The model families beyond ReLU CNNs, converted exactly in float64: torchvision's ViT,
+ConvNeXt, EfficientNet-B0 and MobileNetV3-S, timm's ViT-Tiny and DeiT-Tiny (small image
+size, few blocks), through to_qann's quantizer placement and to_snn."""
+
+import pytest
+import torch
+from conftest import calibrate, level_histogram
+from test_convert import assert_equivalent
+from torch import nn
+
+from spikezip.quant import to_qann
+
+
+def _torchvision(name: str) -> nn.Module:
+    import torchvision.models as tvm
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    if name == "vit":
+        vit = VisionTransformer(32, 8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                                num_classes=10)  # fmt: skip
+        nn.init.normal_(vit.heads.head.weight, std=0.5)  # torchvision starts it at zero
+        return vit
+    if name == "convnext":  # ConvNeXt-T's blocks, two stages of one block, narrow
+        return ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=10)
+    return {"efficientnet_b0": tvm.efficientnet_b0, "mobilenet_v3_small": tvm.mobilenet_v3_small}[
+        name
+    ](num_classes=10)
+
+
+def _timm(name: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(name, img_size=32, patch_size=8, depth=2, num_classes=10)
+
+
+MODELS = [
+    pytest.param(lambda: _torchvision("vit"), id="torchvision-vit"),
+    pytest.param(lambda: _torchvision("convnext"), id="torchvision-convnext"),
+    pytest.param(lambda: _torchvision("efficientnet_b0"), id="torchvision-efficientnet_b0"),
+    pytest.param(lambda: _torchvision("mobilenet_v3_small"), id="torchvision-mobilenet_v3_small"),
+    pytest.param(lambda: _timm("vit_tiny_patch16_224"), id="timm-vit_tiny_patch16_224"),
+    pytest.param(lambda: _timm("deit_tiny_patch16_224"), id="timm-deit_tiny_patch16_224"),
+]
+
+
+@pytest.mark.parametrize("build", MODELS)
+def test_a_model_beyond_relu_converts_exactly(build):
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    qann = calibrate(to_qann(build(), 4), x)
+    used = {n: int((h > 0).sum()) for n, h in level_histogram(qann, x[:2]).items()}
+    assert max(used.values()) >= 3, used  # real spiking, not silent layers
+    report, snn = assert_equivalent(qann, x[:2])
+    kinds = set(snn.operators.values())
+    assert {"spiking", "linear", "accumulating"} <= kinds, kinds
+    sim = snn.run(x[:2], 40)
+    assert not torch.equal(sim.outputs[0], sim.final)  # a simulation: T=1 is not the end
