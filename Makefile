@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikezip-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo detection sweep compare fashion-mnist study table3 clean
+.PHONY: help install test test-all lint format bench demo detection vit sweep compare fashion-mnist study table3 clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ demo: install  ## the main job: train.py on MNIST-5k (teacher, PET [8,4,2], SNN)
 
 detection: install  ## the detection demo: task=detection (YOLOv3-tiny, synthetic MNIST-5k canvases), outputs/
 	$(PY) train.py task=detection
+
+vit: install fashion-mnist  ## the small ViT on Fashion-MNIST through PET and its exact SNN (a few minutes, CPU), outputs/
+	$(PY) train.py experiment=fashion_vit
 
 sweep: install  ## an example ablation: PET's alpha (Table 5c) on MNIST-5k, outputs in multirun/
 	$(PY) train.py -m sweep=alpha

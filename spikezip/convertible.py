@@ -113,12 +113,20 @@ _REFUSED_OPS = {
     ),
 }  # fmt: skip
 # Tensor methods and attributes that read only the shape: static even on an activation.
-_METADATA = frozenset({"size", "dim", "numel", "shape", "dtype", "device", "ndim"})
+_METADATA = frozenset(
+    {
+        "size", "dim", "numel", "shape", "dtype", "device", "ndim",
+        # new tensors that take only the shape, dtype or device of an activation
+        "new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like",
+        "empty_like", "full_like",
+    }
+)  # fmt: skip
 # Dropout-like functions (identity at inference) -> the position of their training flag.
 _DROPOUT_OPS = {
     "dropout": 2, "dropout1d": 2, "dropout2d": 2, "dropout3d": 2, "alpha_dropout": 2,
     "feature_alpha_dropout": 2, "stochastic_depth": 3,  # torchvision.ops.stochastic_depth
 }  # fmt: skip
+_WEIGHTED_OPS = frozenset({"linear", "conv1d", "conv2d", "conv3d"})
 _CONCAT_OPS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 
 
@@ -272,6 +280,8 @@ def function_kind(node: fx.Node, streams: set[str], no_accumulating: str | None 
         return Kind.RELEASE if constant and name in _ADD_OPS else _concat_kind(node, streams)
     if name in _LINEAR_OPS:
         return Kind.LINEAR
+    if name in _WEIGHTED_OPS and active == [node.args[0]] and no_accumulating is None:
+        return Kind.AFFINE  # F.linear / F.conv2d with a parameter as weight: bias released
     if name == "pad":  # zero padding is linear; another value is an added constant
         mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
         value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
@@ -301,7 +311,9 @@ def function_kind(node: fx.Node, streams: set[str], no_accumulating: str | None 
         hint = (
             "between two neuron layers only linear operations (conv, linear, batch-norm, "
             "average-pool, flatten, residual add, scaling by a constant) and the known "
-            "accumulating operators (LayerNorm, softmax, products, GELU, ...) are allowed"
+            "accumulating operators (LayerNorm, softmax, products, GELU, ...) are allowed; a "
+            "library helper hidden from torch.fx (torch.fx.wrap) is traced into when to_qann "
+            "is given an example input (to_qann(model, levels, example=x))"
         )
     raise UnsupportedLayerError(f"{describe(node)} cannot be converted exactly: {hint}.")
 
@@ -389,7 +401,7 @@ def classify(
         if node.op == "output":
             _check_output(node, plan)
             continue
-        metadata = node.op == "call_method" and node.target in _METADATA
+        metadata = node.op in ("call_method", "call_function") and op_name(node) in _METADATA
         metadata |= op_name(node) == "getattr" and node.args[1:2] in (("shape",), ("ndim",))
         if not inputs or metadata:
             if node.op == "get_attr" and no_accumulating is not None:

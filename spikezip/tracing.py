@@ -8,18 +8,30 @@ breaks the converted network. Tracing the graph sees both.
 from __future__ import annotations
 
 import inspect
+import operator
 import re
 from collections import Counter
 from pathlib import Path
 
 import torch
-from torch import fx, nn
+from torch import Tensor, fx, nn
 
 from spikezip.errors import SpikeZIPError
 
 
 class UnsupportedLayerError(SpikeZIPError, ValueError):
     """A layer or operation that cannot be made exact; the message names it and says why."""
+
+
+def _record_setitem(proxy: fx.Proxy, key, value) -> None:
+    """Item assignment (``mask[a:b] = k``, as Swin builds its shifted-window mask) as a
+    node of the graph."""
+    proxy.tracer.create_proxy("call_function", operator.setitem, (proxy, key, value), {})
+
+
+class _Proxy(fx.Proxy):
+    def __setitem__(self, key, value) -> None:
+        _record_setitem(self, key, value)
 
 
 class SpikeZIPTracer(fx.Tracer):
@@ -29,6 +41,9 @@ class SpikeZIPTracer(fx.Tracer):
         super().__init__()
         self.record_stack_traces = True  # an error names the source line of a node
 
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _Proxy(node, self)
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         # Every batch-norm is one node, also a subclass defined outside torch.nn (the
         # _BatchNormXd Lightning leaves after a synchronised-batch-norm fit).
@@ -37,6 +52,104 @@ class SpikeZIPTracer(fx.Tracer):
             or isinstance(m, nn.modules.batchnorm._BatchNorm)
             or super().is_leaf_module(m, module_qualified_name)
         )
+
+
+class _ValueProxy(fx.Proxy):
+    """A proxy whose value :class:`ShapeTracer` knows: it has a length."""
+
+    def __len__(self) -> int:
+        return len(self.tracer.values[self.node])
+
+    def __setitem__(self, key, value) -> None:
+        _record_setitem(self, key, value)
+
+
+class ShapeTracer(SpikeZIPTracer):
+    """fx tracing with one example input: every node's value is computed as the node is
+    recorded, so Python control flow on shapes (``if H % window:``) takes the example's
+    branch, and the helpers a model library hides from fx with ``torch.fx.wrap``
+    (torchvision's Swin attention and patch merging) are traced into. The graph is
+    specialised to the example's shape: the network then converts for that input size."""
+
+    # Modules whose fx.wrap'ed functions are traced into (their control flow is on shapes).
+    UNWRAP = ("torchvision.models.",)
+
+    def __init__(self, example: Tensor):
+        super().__init__()
+        self.example = example
+        self.values: dict[fx.Node, object] = {}
+        self._placeholders = 0
+        self._evaluating = False
+
+    def _value(self, a):
+        return self.values[a.node] if isinstance(a, fx.Proxy) else a
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                     proxy_factory_fn=None):  # fmt: skip
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        args, kwargs = fx.node.map_aggregate((args, kwargs), self._value)
+        self._evaluating, was = True, self._evaluating
+        try:
+            value = self._evaluate(kind, target, args, kwargs)
+        finally:
+            self._evaluating = was
+        self.values[proxy.node] = value
+        return proxy
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if self._evaluating:  # computing a value: a module reads its own parameters
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def _evaluate(self, kind, target, args, kwargs):
+        with torch.no_grad():
+            if kind == "placeholder":
+                self._placeholders += 1
+                value = self.example if self._placeholders == 1 else (args[0] if args else None)
+            elif kind == "get_attr":
+                # Read past Module.__getattr__, which the tracer has patched too.
+                owner, _, attr = str(target).rpartition(".")
+                module = self.root.get_submodule(owner)
+                for store in (module._parameters, module._buffers, module.__dict__):
+                    if attr in store:
+                        value = store[attr]
+                        break
+                else:
+                    value = getattr(module, attr)
+            elif kind == "call_module":
+                # forward, not __call__: the tracer has patched Module.__call__
+                value = self.root.get_submodule(target).forward(*args, **kwargs)
+            elif kind == "call_method":
+                value = getattr(args[0], target)(*args[1:], **kwargs)
+            elif kind == "call_function":
+                value = target(*args, **kwargs)
+            else:
+                value = None
+        return value
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ValueProxy(node, self)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        return bool(self.values[obj.node])
+
+    def iter(self, obj: fx.Proxy):
+        return iter([obj[i] for i in range(len(self.values[obj.node]))])
+
+    def trace(self, root, concrete_args=None):
+        from torch.fx import _symbolic_trace as symbolic
+
+        hidden = {
+            key: frame
+            for key, frame in symbolic._wrapped_fns_to_patch.items()
+            if str(frame.get("__name__", "")).startswith(self.UNWRAP)
+        }
+        for key in hidden:
+            del symbolic._wrapped_fns_to_patch[key]
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            symbolic._wrapped_fns_to_patch.update(hidden)
 
 
 def _defaults_after_the_input(model: nn.Module) -> dict | None:
@@ -56,14 +169,16 @@ def _defaults_after_the_input(model: nn.Module) -> dict | None:
     return defaults or None
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """Trace ``model`` into a GraphModule whose submodules keep the model's names.
+def trace(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
+    """Trace ``model`` into a GraphModule whose submodules keep the model's names; with
+    an ``example`` input, by :class:`ShapeTracer` (the graph specialised to its shape).
 
     Raises:
         UnsupportedLayerError: if torch.fx cannot trace the model (data-dependent control flow).
     """
+    tracer = SpikeZIPTracer() if example is None else ShapeTracer(example)
     try:
-        graph = SpikeZIPTracer().trace(model, concrete_args=_defaults_after_the_input(model))
+        graph = tracer.trace(model, concrete_args=_defaults_after_the_input(model))
     except Exception as err:  # fx raises many types; the cause is kept below
         raise UnsupportedLayerError(
             f"torch.fx could not trace {type(model).__name__}: {err}. SpikeZIP needs the whole "

@@ -344,3 +344,23 @@ def test_a_network_with_multihead_attention_converts_exactly_after_to_qann():
     qann = _calibrated(to_qann(_MHABlock(), 4), torch.randn(8, 5, 3))
     assert any("MultiheadAttention -> explicit" in str(r) for r in qann.morph_report)
     assert_equivalent(qann, torch.randn(4, 5, 3, dtype=torch.float64))
+
+
+class _BiasedScores(nn.Module):
+    """A product's output plus a parameter (Swin's relative position bias), then softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = QReLU(4, 0.5, signed=True), QReLU(4, 0.5, signed=True)
+        self.bias = nn.Parameter(torch.randn(3, 3))
+
+    def forward(self, x):
+        return (self.a(x) @ self.b(x).transpose(-2, -1) + self.bias).softmax(-1)
+
+
+def test_a_constant_added_to_an_accumulating_output_is_released_and_the_output_is_not():
+    torch.manual_seed(8)
+    qann = _BiasedScores().double()
+    report, snn = assert_equivalent(qann, torch.randn(4, 3, 2, dtype=torch.float64))
+    releases = [m for n, m in snn.graph.named_modules() if type(m).__name__ == "ReleasedConstant"]
+    assert len(releases) == 1  # the bias alone

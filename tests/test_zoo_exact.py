@@ -1,6 +1,6 @@
 """The model families beyond ReLU CNNs, converted exactly in float64: torchvision's ViT,
-ConvNeXt, EfficientNet-B0 and MobileNetV3-S, timm's ViT-Tiny and DeiT-Tiny (small image
-size, few blocks), through to_qann's quantizer placement and to_snn."""
+Swin, ConvNeXt, EfficientNet-B0 and MobileNetV3-S, timm's ViT-Tiny and DeiT-Tiny (small
+image size, few blocks), through to_qann's quantizer placement and to_snn."""
 
 import pytest
 import torch
@@ -21,6 +21,10 @@ def _torchvision(name: str) -> nn.Module:
                                 num_classes=10)  # fmt: skip
         nn.init.normal_(vit.heads.head.weight, std=0.5)  # torchvision starts it at zero
         return vit
+    if name == "swin":  # Swin-T's blocks (shifted windows), two stages of two, narrow
+        from torchvision.models.swin_transformer import SwinTransformer
+
+        return SwinTransformer([4, 4], 8, [2, 2], [2, 2], [4, 4], num_classes=10)
     if name == "convnext":  # ConvNeXt-T's blocks, two stages of one block, narrow
         return ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=10)
     return {"efficientnet_b0": tvm.efficientnet_b0, "mobilenet_v3_small": tvm.mobilenet_v3_small}[
@@ -36,6 +40,9 @@ def _timm(name: str) -> nn.Module:
 
 MODELS = [
     pytest.param(lambda: _torchvision("vit"), id="torchvision-vit"),
+    # Swin's attention is a torch.fx.wrap'ed helper with control flow on shapes: traced
+    # with an example input (to_qann(..., example=x)), specialised to its size.
+    pytest.param(lambda: _torchvision("swin"), id="torchvision-swin"),
     pytest.param(lambda: _torchvision("convnext"), id="torchvision-convnext"),
     pytest.param(lambda: _torchvision("efficientnet_b0"), id="torchvision-efficientnet_b0"),
     pytest.param(lambda: _torchvision("mobilenet_v3_small"), id="torchvision-mobilenet_v3_small"),
@@ -48,7 +55,9 @@ MODELS = [
 def test_a_model_beyond_relu_converts_exactly(build):
     torch.manual_seed(0)
     x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
-    qann = calibrate(to_qann(build(), 4), x)
+    model = build()
+    example = x[:4].float() if type(model).__name__ == "SwinTransformer" else None
+    qann = calibrate(to_qann(model, 4, example=example), x)
     used = {n: int((h > 0).sum()) for n, h in level_histogram(qann, x[:2]).items()}
     assert max(used.values()) >= 3, used  # real spiking, not silent layers
     report, snn = assert_equivalent(qann, x[:2])

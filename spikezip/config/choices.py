@@ -16,6 +16,7 @@ ModelName = Choice("ModelName", {name: name for name in MODELS})
 class Library(Choice):
     spikezip = "spikezip"  # this package's models (torchvision's parameter names)
     torchvision = "torchvision"  # any torchvision classifier, as torchvision defines it
+    timm = "timm"  # any timm model, as timm defines it (the model zoo)
 
 
 class TaskName(Choice):

@@ -30,7 +30,14 @@ from spikezip.config.choices import (
 from spikezip.data import DETECTION_DATASETS, dataset_entry
 from spikezip.data.registry import SIZES, taking
 from spikezip.methods import MethodConfig, method_of
-from spikezip.models import architecture, check_classifier, model_entry, named, task_of
+from spikezip.models import (
+    architecture,
+    check_classifier,
+    check_timm,
+    model_entry,
+    named,
+    task_of,
+)
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
 from spikezip.settings import ConfigError, SettingError, choice, positive
@@ -121,7 +128,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     # One of ours (small, vgg16, resnet20, ...), or with library=torchvision any of
-    # torchvision's classifiers (model=torchvision model.name=resnet50).
+    # torchvision's classifiers (model=torchvision model.name=resnet50), with library=timm
+    # any of timm's models (model=timm model.name=vit_tiny_patch16_224).
     name: str = "small"
     library: Library = Library.spikezip
     width: float = 1.0
@@ -130,15 +138,17 @@ class ModelConfig:
 
     def __post_init__(self):
         self.library = choice("library", self.library, Library)
-        if self.library is Library.torchvision:
+        if self.library is not Library.spikezip:
+            check = check_classifier if self.library is Library.torchvision else check_timm
             try:
-                self.name = check_classifier(str(self.name))
+                self.name = check(str(self.name))
             except ValueError as err:
                 raise SettingError(f"name: {err}") from None
             if self.width != 1.0 or self.rcr or self.variant is not None:
+                library = self.library.value
                 raise SettingError(
-                    "width, rcr and variant shape SpikeZIP's own models; library=torchvision "
-                    "builds torchvision's as torchvision defines them"
+                    f"width, rcr and variant shape SpikeZIP's own models; library={library} "
+                    f"builds {library}'s as {library} defines them"
                 )
         else:
             try:
@@ -297,7 +307,7 @@ class TrainConfig:
             )
         pretrained = self.teacher.source is TeacherSource.pretrained
         channels = dataset_entry(self.data.name.value).in_channels
-        if not ours and channels != 3:
+        if self.model.library is Library.torchvision and channels != 3:
             raise SettingError(
                 f"torchvision's classifiers take RGB images; data={self.data.name.value} has "
                 f"{channels} channel(s) (use cifar10, cifar100 or imagenet)"
@@ -307,8 +317,8 @@ class TrainConfig:
             or self.data.name != "imagenet"
         ):
             raise SettingError(
-                "teacher.source=pretrained loads torchvision's ImageNet weights: it needs "
-                "data=imagenet and model=torchvision or a model in "
+                "teacher.source=pretrained loads torchvision's (or timm's) ImageNet weights: "
+                "it needs data=imagenet and model=torchvision, model=timm or a model in "
                 f"{named(pretrained='torchvision')}, got "
                 f"data={self.data.name} model={self.model.key}"
             )

@@ -15,7 +15,7 @@ from spikezip.models.small import small_cnn
 from spikezip.models.vgg import vgg16
 from spikezip.models.vit import vit
 from spikezip.models.yolo import anchors_for, yolov3, yolov3_tiny
-from spikezip.models.zoo import torchvision_classifier
+from spikezip.models.zoo import timm_model, torchvision_classifier
 
 # What a model is told of its data beyond classes and channels: ``inputs(info, rcr=,
 # variant=)`` gives the extra keywords of its builder. ``info`` has ``image_size`` (and a
@@ -91,7 +91,7 @@ def model_entry(name: str) -> ModelEntry:
 
 def task_of(arch: dict) -> str:
     """The task of the network ``arch`` builds (torchvision's are classifiers)."""
-    if arch.get("library", "spikezip") == "torchvision":
+    if arch.get("library", "spikezip") in ("torchvision", "timm"):
         return "classification"
     return model_entry(arch["name"]).task
 
@@ -101,6 +101,8 @@ def build_model(name: str, library: str = "spikezip", **kwargs) -> nn.Module:
     classifier of that name, :mod:`spikezip.models.zoo`), built with ``kwargs``."""
     if library == "torchvision":
         return torchvision_classifier(name, **kwargs)
+    if library == "timm":
+        return timm_model(name, **kwargs)
     return model_entry(name).build(**kwargs)
 
 
@@ -119,7 +121,9 @@ def architecture(
     arch: dict = {"name": name, "num_classes": info.num_classes}
     arch["in_channels"] = info.in_channels
     arch["width"] = float(width)
-    if library == "torchvision":
+    if library in ("torchvision", "timm"):
         arch["library"] = library
+        if library == "timm" or name.startswith("vit_"):  # models built for an input size
+            arch["image_size"] = info.image_size
         return arch
     return {**arch, **model_entry(name).inputs(info, rcr=rcr, variant=variant)}

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from torch import fx, nn
+from torch import Tensor, fx, nn
 
 from spikezip.convertible import check_graph
 from spikezip.quant.placement import Quantizer, explicit_attention, place_quantizers
@@ -247,6 +247,7 @@ def morph(
     activation: Activation | None = None,
     activation_type: type[nn.Module] = nn.ReLU,
     quantizer: Quantizer | None = None,
+    example: Tensor | None = None,
 ) -> nn.Module:
     """An SNN-friendly copy of ``model`` (the input is untouched): every ``nn.ReLU``
     becomes ``activation(None)`` (kept when ``activation`` is None), a ReLU clipped at
@@ -269,7 +270,10 @@ def morph(
     operators and graded spikes. Without it only ReLU networks pass.
 
     The graph is traced in eval mode (a stochastic depth or functional dropout then
-    traces as the identity it is at inference).
+    traces as the identity it is at inference). With an ``example`` input (a batch of the
+    data's shape) it is traced with shapes (:class:`spikezip.tracing.ShapeTracer`): Python
+    control flow on sizes and library helpers hidden from fx (torchvision's Swin) are
+    traced into, and the result is specialised to that input size.
 
     Raises:
         UnsupportedLayerError: a layer or operation that cannot be converted, named by its
@@ -277,11 +281,11 @@ def morph(
     """
     result = copy.deepcopy(model)
     training = result.training
-    gm = trace(result.eval())
+    gm = trace(result.eval(), example)
     rewrites = _give_each_call_its_module(gm)
     if quantizer is not None:
         rewrites += [Rewrite(*done) for done in explicit_attention(gm)]
-    if rewrites:  # a graph module only when the graph had to change
+    if rewrites or example is not None:  # a graph module when the graph had to change
         result = gm
     if quantizer is None:
         _refuse_hidden(gm)
@@ -309,11 +313,15 @@ def morph(
     return result
 
 
-def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Module:
+def to_qann(
+    model: nn.Module, levels: int, scale: float | None = None, example: Tensor | None = None
+) -> nn.Module:
     """A morphed copy of ``model`` (see :func:`morph`), ready for QANN training:
     ``nn.ReLU`` -> :class:`QReLU` with ``levels`` levels (and initial ``scale``, else LSQ's
     data init on the first training batch). A ReLU clipped at ``t`` becomes a Q-ReLU
     that starts clipping there (``scale = t / levels``, unless ``scale`` is given).
+    Quantizers go where :mod:`spikezip.quant.placement` says for what is not a ReLU
+    network; ``example``: trace with shapes (see :func:`morph`).
 
     Raises:
         UnsupportedLayerError: a layer or operation that cannot be made exact, named by its
@@ -326,4 +334,10 @@ def to_qann(model: nn.Module, levels: int, scale: float | None = None) -> nn.Mod
             return QReLU(levels, clip / levels)
         return QReLU(levels, scale)
 
-    return morph(model, activation, QReLU, quantizer=lambda signed: QReLU(levels, scale, signed))
+    return morph(
+        model,
+        activation,
+        QReLU,
+        quantizer=lambda signed: QReLU(levels, scale, signed),
+        example=example,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,7 +165,9 @@ def _release(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
     """Release the constants ``node`` adds to activations (or concatenates with them)."""
 
     def released(value):
-        return _call(gm, node, f"{node.name}_release", ReleasedConstant(), (value,), {})
+        share = _call(gm, node, f"{node.name}_release", ReleasedConstant(), (value,), {})
+        plan.streams.add(share.name)
+        return share
 
     def constant(value) -> bool:
         if isinstance(value, fx.Node):
@@ -188,6 +191,31 @@ def _release(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
     node.args, node.kwargs = tuple(args), kwargs
 
 
+def _affine_function(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
+    """``F.linear(x, W, b)`` / ``F.conv2d(x, W, b, ...)``: the bias is released like a
+    layer's (``F.linear(x, W) + b / d`` on the releasing steps)."""
+    args, kwargs = list(node.args), dict(node.kwargs)
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    if bias is None:
+        return
+    if len(args) > 2:
+        args[2] = None
+    else:
+        kwargs["bias"] = None
+    node.args, node.kwargs = tuple(args), kwargs
+    name = _free_name(gm, f"{node.name}_release")
+    gm.add_submodule(name, ReleasedConstant())
+    with gm.graph.inserting_after(node):
+        share = gm.graph.call_module(name, (bias,))
+    with gm.graph.inserting_after(share):
+        dims = {"conv1d": 1, "conv2d": 2, "conv3d": 3}.get(op_name(node), 0)
+        shaped = gm.graph.call_method("view", (share, -1, *([1] * dims))) if dims else share
+    with gm.graph.inserting_after(shaped):
+        total = gm.graph.call_function(operator.add, (node, shaped))
+    plan.streams.update((share.name, shaped.name, total.name))
+    node.replace_all_uses_with(total, delete_user_cb=lambda user: user is not total)
+
+
 def _accumulating(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
     """Run ``node`` on accumulated inputs (:class:`Accumulating`), one state per call."""
     kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
@@ -196,9 +224,15 @@ def _accumulating(gm: fx.GraphModule, node: fx.Node, plan: Plan) -> None:
     if node.op == "call_module":
         op = _not_in_place(gm.get_submodule(node.target))
         base, what = str(node.target), f"{type(op).__name__} at '{node.target}'"
+        calls = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == node.target]
+        if len(calls) == 1:  # its only call: the module becomes the operator, same name
+            gm.set_submodule(base, Accumulating(op, streams, what))
+            node.kwargs = kwargs
+            return
     else:
         op, base, what = node.target, node.name, describe(node)
     call = _call(gm, node, base, Accumulating(op, streams, what), node.args, kwargs)
+    plan.streams.add(call.name)  # what reads it later must know it carries activations
     node.replace_all_uses_with(call)
     gm.graph.erase_node(node)
 
@@ -255,6 +289,8 @@ def to_snn(
             _release(gm, node, plan)
         elif kind is Kind.ACCUMULATE:
             _accumulating(gm, node, plan)
+        elif kind is Kind.AFFINE and node.op == "call_function":
+            _affine_function(gm, node, plan)
         elif node.op == "call_module":
             module = gm.get_submodule(node.target)
             new = _spiking(node.target, module, kind, neuron)

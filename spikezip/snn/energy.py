@@ -116,6 +116,13 @@ class _FanoutInterpreter(fx.Interpreter):
         tensors = [a for a in args if isinstance(a, Tensor)]
         if not tensors:  # arithmetic on sizes (x.size(1) * 64): no activations involved
             return run(*args, **kwargs)
+        if name in ("linear", "conv1d", "conv2d", "conv3d") and len(args) > 1:
+            ones = torch.ones_like(args[1])  # F.linear / F.conv2d: unit weights count MACs
+            out = run(
+                args[0], ones, None, *args[3:], **{k: v for k, v in kwargs.items() if k != "bias"}
+            )
+            self.macs = self.macs + out.sum()
+            return torch.zeros_like(out).detach()
         if name in ("mul", "imul", "truediv", "itruediv", "div", "neg"):
             return tensors[0]  # scaling by a constant: one value in, one value out
         if name in ("sub", "isub"):
