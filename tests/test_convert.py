@@ -70,9 +70,7 @@ def random_stacks(draw):
     return nn.Sequential(*layers), c_in, draw(st.integers(1, 16)), draw(st.integers(0, 2**16))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=random_stacks())
-def test_random_stacks_are_exact_in_float64(case):
+def _random_stack_is_exact(case):
     ann, c_in, levels, seed = case
     torch.manual_seed(seed)
     ann.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
@@ -81,6 +79,16 @@ def test_random_stacks_are_exact_in_float64(case):
     assert_nontrivial(qann, x, every=False)
     for encoding in ("even", "once"):
         assert_equivalent(qann, x, encoding)
+
+
+def _fuzz(examples: int):
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )(given(case=random_stacks())(_random_stack_is_exact))
+
+
+test_random_stacks_are_exact_in_float64 = _fuzz(60)
+test_many_random_stacks_are_exact_in_float64 = pytest.mark.slow(_fuzz(400))
 
 
 # ------------------------------------------------------------------- the models ----

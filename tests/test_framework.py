@@ -287,6 +287,7 @@ def test_wandb_logger_runs_one_run_per_job(tmp_path, monkeypatch):
     assert (tmp_path / "logs" / "pet" / "metrics.csv").is_file()  # CSV is always kept
 
 
+@pytest.mark.slow  # tests/test_compare.py runs a four-job sweep in the fast suite
 def test_multirun_sweep_runs_every_job(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "-m", "pet.levels=[4,2],[4]", "data=digits",

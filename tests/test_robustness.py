@@ -250,8 +250,10 @@ def test_a_missing_required_path_names_the_key(name, match):
     [
         ("convert.py", ["Usage: python convert.py qann=PATH", "qann: ???", "max_timesteps"],
          ["model:", "teacher", "variant"]),
-        ("evaluate.py", ["Usage: python evaluate.py snn.path=PATH", "data: cifar10", "path: ???"],
-         ["model:", "teacher", "variant", "experiment"]),
+        # Each starts a Python with torch (~7 s); one script's help is in the fast suite.
+        pytest.param("evaluate.py", ["Usage: python evaluate.py snn.path=PATH", "data: cifar10",
+                     "path: ???"], ["model:", "teacher", "variant", "experiment"],
+                     marks=pytest.mark.slow),
     ],
 )  # fmt: skip
 def test_each_script_has_its_own_help(script, present, absent):
@@ -265,9 +267,15 @@ def test_each_script_has_its_own_help(script, present, absent):
         assert text not in result.stdout, text
 
 
+class _SortsFeatures(nn.Module):
+    def forward(self, x):
+        return x.sort(dim=-1).values
+
+
 def test_to_qann_refuses_what_to_snn_cannot_convert():
-    with pytest.raises(UnsupportedLayerError, match="LayerNorm at '1' cannot be converted"):
-        to_qann(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.ReLU()), 8)
+    # LayerNorm converts (an accumulating operator); an order does not, and says why.
+    with pytest.raises(UnsupportedLayerError, match="'sort'.*an index or an order"):
+        to_qann(nn.Sequential(nn.Linear(4, 4), _SortsFeatures(), nn.ReLU()), 8)
     with pytest.raises(UnsupportedLayerError, match="track_running_stats=False"):
         to_qann(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False),
                               nn.ReLU()), 8)  # fmt: skip
@@ -287,6 +295,8 @@ def test_a_failed_download_says_how_to_place_the_files(tmp_path, monkeypatch):
     assert str(tmp_path / "cifar-10-batches-py") in message and "without data.download" in message
 
 
+# A subprocess with torch (~7 s); the refused rerun above checks the same last-line path fast.
+@pytest.mark.slow
 def test_a_config_error_is_the_last_line_without_a_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "pet.alpha=-1", f"hydra.run.dir={tmp_path}"],

@@ -44,7 +44,12 @@ MODELS = [
     # with an example input (to_qann(..., example=x)), specialised to its size.
     pytest.param(lambda: _torchvision("swin"), id="torchvision-swin"),
     pytest.param(lambda: _torchvision("convnext"), id="torchvision-convnext"),
-    pytest.param(lambda: _torchvision("efficientnet_b0"), id="torchvision-efficientnet_b0"),
+    # The slowest case; MobileNetV3 covers the same gates (SE, hardswish) in the fast suite.
+    pytest.param(
+        lambda: _torchvision("efficientnet_b0"),
+        id="torchvision-efficientnet_b0",
+        marks=pytest.mark.slow,
+    ),  # fmt: skip
     pytest.param(lambda: _torchvision("mobilenet_v3_small"), id="torchvision-mobilenet_v3_small"),
     pytest.param(lambda: _timm("vit_tiny_patch16_224"), id="timm-vit_tiny_patch16_224"),
     pytest.param(lambda: _timm("deit_tiny_patch16_224"), id="timm-deit_tiny_patch16_224"),
