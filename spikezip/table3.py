@@ -93,13 +93,20 @@ def verdict_at(results: Results, spikezip: str, t: int) -> tuple[str, str]:
         verdict = "ahead of every rival"
     else:
         verdict = "tied within seed noise"
-    # The closest rival decides: the smallest mean margin.
+
+    # The rival with the smallest t decides (the one least significantly beaten); the
+    # closest in mean is named too where it is another (a noisier rival may be further).
+    def said(c: Comparison) -> str:
+        return (
+            f"{c.check.lower}, {100 * c.mean:+.1f} ± {100 * c.standard_error:.1f} (± SE) "
+            f"points, t = {c.t:.2f} vs {c.critical:.2f} ({c.outcome})"
+        )
+
+    deciding = min(comparisons, key=lambda c: c.t)
     closest = min(comparisons, key=lambda c: c.mean)
-    numbers = (
-        f"closest: {closest.check.lower}, {100 * closest.mean:+.1f} ± "
-        f"{100 * closest.standard_error:.1f} (± SE) points, t = {closest.t:.2f} vs "
-        f"{closest.critical:.2f} ({closest.outcome})"
-    )
+    numbers = f"decided by {said(deciding)}"
+    if closest is not deciding:
+        numbers += f"; closest in mean: {said(closest)}"
     behind = [c.check.lower for c in comparisons if c.outcome == "reversed"]
     if behind:
         numbers += f"; significantly behind {', '.join(behind)}"

@@ -52,7 +52,22 @@ def test_pet_runs_on_a_morphed_torchvision_network():
     assert report.equivalent, report
 
 
-def test_model_torchvision_runs_the_whole_pipeline(tmp_path, monkeypatch):
+# The families beyond ReLU, built as their library defines them, through the same run:
+# full size (vit_b_16 has 86M parameters), so slow; tests/test_zoo_exact.py proves their
+# conversion fast on narrow versions. Swin is traced with the data's input size.
+ZOO = [("torchvision", "resnet18")] + [
+    pytest.param(library, name, marks=pytest.mark.slow)
+    for library, name in [
+        ("torchvision", "vit_b_16"), ("torchvision", "swin_t"),
+        ("torchvision", "convnext_tiny"), ("torchvision", "efficientnet_b0"),
+        ("torchvision", "mobilenet_v3_small"), ("timm", "vit_tiny_patch16_224"),
+        ("timm", "deit_tiny_patch16_224"),
+    ]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("library, name", ZOO)
+def test_model_torchvision_runs_the_whole_pipeline(tmp_path, monkeypatch, library, name):
     import json
     from pathlib import Path
 
@@ -66,7 +81,7 @@ def test_model_torchvision_runs_the_whole_pipeline(tmp_path, monkeypatch):
     _write_cifar(tmp_path / "data", "cifar10", n=8)
     monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)  # tiny files
     register_configs()
-    overrides = ["model=torchvision", "model.name=resnet18", "data=cifar10",
+    overrides = [f"model={library}", f"model.name={name}", "data=cifar10",
                  f"data.root={tmp_path / 'data'}", "data.batch_size=8", "data.eval_batch_size=8",
                  "trainer=debug", "pet.levels=[4,2]"]  # fmt: skip
     conf = Path(__file__).resolve().parents[1] / "conf"

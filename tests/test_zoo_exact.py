@@ -70,3 +70,14 @@ def test_a_model_beyond_relu_converts_exactly(build):
     assert {"spiking", "linear", "accumulating"} <= kinds, kinds
     sim = snn.run(x[:2], 40)
     assert not torch.equal(sim.outputs[0], sim.final)  # a simulation: T=1 is not the end
+
+
+def test_a_swin_from_the_registry_is_built_for_the_datas_input_size():
+    # build_model then gives it an example_input of that size, which to_qann traces with
+    # (built full size in tests/test_torchvision.py's slow pipeline runs).
+    from spikezip.data.base import DatasetInfo
+    from spikezip.models import architecture
+
+    info = DatasetInfo(10, 3, 32)
+    assert architecture("swin_t", info, library="torchvision")["image_size"] == 32
+    assert "image_size" not in architecture("resnet18", info, library="torchvision")

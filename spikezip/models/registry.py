@@ -15,7 +15,7 @@ from spikezip.models.small import small_cnn
 from spikezip.models.vgg import vgg16
 from spikezip.models.vit import vit
 from spikezip.models.yolo import anchors_for, yolov3, yolov3_tiny
-from spikezip.models.zoo import timm_model, torchvision_classifier
+from spikezip.models.zoo import SHAPE_TRACED, timm_model, torchvision_classifier
 
 # What a model is told of its data beyond classes and channels: ``inputs(info, rcr=,
 # variant=)`` gives the extra keywords of its builder. ``info`` has ``image_size`` (and a
@@ -123,7 +123,7 @@ def architecture(
     arch["width"] = float(width)
     if library in ("torchvision", "timm"):
         arch["library"] = library
-        if library == "timm" or name.startswith("vit_"):  # models built for an input size
+        if library == "timm" or name.startswith(("vit_", *SHAPE_TRACED)):  # size-bound
             arch["image_size"] = info.image_size
         return arch
     return {**arch, **model_entry(name).inputs(info, rcr=rcr, variant=variant)}

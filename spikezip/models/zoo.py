@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import difflib
 
+import torch
 from torch import nn
 
 from spikezip.models.pretrained import load_torchvision_weights
 
+# torchvision classifiers whose graph has control flow on the input's size.
+SHAPE_TRACED = ("swin_",)
 LIST_HINT = (
     'python -c "import torchvision; print(torchvision.models.list_models(torchvision.models))"'
 )
@@ -73,10 +76,16 @@ def torchvision_classifier(
             "model.width scales SpikeZIP's own models; torchvision's are built as torchvision "
             f"defines them (got width={width})"
         )
-    kwargs = {"image_size": image_size} if image_size is not None else {}
+    sized = name.startswith("vit_")  # built for an input size
+    kwargs = {"image_size": image_size} if sized and image_size is not None else {}
     model = torchvision.models.get_model(name, num_classes=num_classes, **kwargs)
     if pretrained:
         load_torchvision_weights(model, name)
+    if name.startswith(SHAPE_TRACED):
+        # Swin's window attention branches on the feature map's size: to_qann traces it
+        # with an input of the data's size (spikezip.quant.morph), for which it converts.
+        size = image_size or 224
+        model.example_input = torch.zeros(1, 3, size, size)
     return model
 
 

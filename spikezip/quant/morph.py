@@ -273,12 +273,16 @@ def morph(
     traces as the identity it is at inference). With an ``example`` input (a batch of the
     data's shape) it is traced with shapes (:class:`spikezip.tracing.ShapeTracer`): Python
     control flow on sizes and library helpers hidden from fx (torchvision's Swin) are
-    traced into, and the result is specialised to that input size.
+    traced into, and the result is specialised to that input size. Without one, a model
+    that carries an ``example_input`` attribute (:func:`spikezip.models.build_model` sets
+    it where the graph depends on the input size) is traced with that.
 
     Raises:
         UnsupportedLayerError: a layer or operation that cannot be converted, named by its
             path.
     """
+    if example is None:
+        example = getattr(model, "example_input", None)
     result = copy.deepcopy(model)
     training = result.training
     gm = trace(result.eval(), example)

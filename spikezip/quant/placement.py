@@ -16,8 +16,9 @@ inserts one where each of these rules asks, and nowhere else:
     the attention product, a gate), through any linear operations, gets one on its input.
 
 These are the places the SpikeZIP-TF recipe quantizes (after LayerNorm, Q / K / V, the
-attention map, before the MLP's activation, before the output projection; Hu et al.,
-"SpikeZIP-TF: Conversion is All You Need for Transformer-based SNN", ICML 2024), derived
+attention map, before the MLP's activation, before the output projection; You, Xu, Nie,
+Deng, Guo, Wang and He, "SpikeZIP-TF: Conversion is All You Need for Transformer-based
+SNN", ICML 2024, arXiv:2406.03470), derived
 from the graph rather than from a model's class, so they hold for any model; the MLP's
 activation gets no second quantizer after it (its graded spikes drive the next linear
 layer directly, at a multiply per synapse). Signed quantizers quantize to ``[-n, n]``.
