@@ -181,12 +181,29 @@ def trace(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
         graph = tracer.trace(model, concrete_args=_defaults_after_the_input(model))
     except Exception as err:  # fx raises many types; the cause is kept below
         raise UnsupportedLayerError(
-            f"torch.fx could not trace {type(model).__name__}: {err}. SpikeZIP needs the whole "
+            f"torch.fx could not trace {type(model).__name__}{_where(err)}: {err}. SpikeZIP "
+            "needs the whole "
             "computation graph to prove the conversion exact; remove data-dependent control "
             "flow from forward()."
         ) from err
     _drop_specialised_arguments(graph)
     return fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+def _where(err: BaseException) -> str:
+    """`` at FILE:LINE in FUNCTION``: the innermost frame of ``err``'s traceback outside
+    torch and this package (the model's line fx stopped at), or ``""``."""
+    import traceback
+
+    inside = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(inside)
+    ]
+    if not frames:
+        return ""
+    f = frames[-1]
+    line = f" ({f.line.strip()})" if f.line else ""
+    return f" at {f.filename}:{f.lineno} in {f.name}{line}"
 
 
 def _drop_specialised_arguments(graph: fx.Graph) -> None:

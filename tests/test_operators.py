@@ -214,6 +214,26 @@ def test_what_has_no_exact_form_is_refused_with_its_name_and_place(op, match):
         to_snn(Net())
 
 
+def test_control_flow_on_activations_is_refused_at_its_line():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), QReLU(4, 0.5)
+
+        def forward(self, x):
+            y = self.act(self.fc(x))
+            if y.sum() > 0:  # data-dependent: which branch depends on the input
+                return 2 * y
+            return y
+
+    with pytest.raises(
+        UnsupportedLayerError,
+        match=r"could not trace Net at .*test_operators.py:\d+ in forward \(if y.sum\(\) > 0:.*"
+        r"control flow",
+    ):
+        to_snn(Net())
+
+
 def test_multihead_attention_is_refused_until_written_out():
     class Net(nn.Module):
         def __init__(self):
