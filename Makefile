@@ -34,8 +34,9 @@ format: install  ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench: install  ## SNN step vs QANN forward timing (bench/simulate.py)
+bench: install  ## simulator speed: one step vs one QANN forward, eager and compiled (bench/simulate.py), the demo's whole per-T curve (bench/curve.py); ~15 min
 	$(PY) bench/simulate.py
+	$(PY) bench/curve.py
 
 demo: install  ## the main job: train.py on MNIST-5k (teacher, PET [8,4,2], SNN) in outputs/
 	$(PY) train.py

@@ -87,6 +87,7 @@ def evaluate_snn(
     """
     out_dir = Path(out_dir)
     snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
+    snn.use_backend(settings.backend)
     input_shape = tuple(metadata["input_shape"])
     timesteps = settings.timesteps
     energy = EnergyMeter(snn, input_shape, timesteps, settings.energy)

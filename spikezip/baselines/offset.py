@@ -53,6 +53,8 @@ class OffsetIF(IFNeuron):
     the lowest potential it fired at and the highest it stayed silent at, in units of
     ``Vthr`` (:meth:`calibrate`)."""
 
+    batch_state = (*IFNeuron.batch_state, "initial", "_fired_at", "_silent_at")
+
     def __init__(self, threshold: Tensor | float, start: float = 0.5):
         super().__init__(threshold, start)
         self.initial: Tensor | None = None

@@ -39,6 +39,8 @@ class GatedIF(IFNeuron):
     """QCFS's IF neuron with an output gate (:attr:`gate`, None: open) set from its
     residual potential by :meth:`restart`."""
 
+    batch_state = (*IFNeuron.batch_state, "gate")
+
     def __init__(self, threshold: Tensor | float, start: float = 0.5):
         super().__init__(threshold, start)
         self.gate: Tensor | None = None

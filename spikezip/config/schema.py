@@ -43,7 +43,7 @@ from spikezip.pet.config import PETConfig
 from spikezip.settings import ConfigError, SettingError, choice, positive
 from spikezip.snn.encoding import Encoding
 from spikezip.snn.energy import EnergyConstants
-from spikezip.snn.network import MAX_TIMESTEPS
+from spikezip.snn.network import MAX_TIMESTEPS, Backend
 
 
 def exact_encoding(name: str, value) -> Encoding:
@@ -213,6 +213,9 @@ class SimulationConfig:
     eval_batches: int | None = None  # final measurement: batches of the val set (None: all)
     feature_maps: bool = False  # per-layer L1 distance SNN vs QANN at each T (Fig. 5)
     energy: EnergyConstants = field(default_factory=EnergyConstants)
+    # eager: the reference; compiled: each neuron layer's step fused by torch.compile
+    # (identical results, a compilation of some seconds to a minute on first use)
+    backend: Backend = Backend.eager
 
     def __post_init__(self):
         positive("timesteps", self.timesteps)
@@ -220,6 +223,7 @@ class SimulationConfig:
         if self.encoding is not None:  # evaluate.py: None keeps the SNN file's encoding
             self.encoding = exact_encoding("encoding", self.encoding)
         positive("eval_batches", self.eval_batches, none=True)
+        self.backend = choice("backend", self.backend, Backend)
 
 
 @dataclass

@@ -73,7 +73,7 @@ class SNNConversionCallback(pl.Callback):
             convert(qann, self.settings.encoding, self.calibration)
             if convert is not None
             else to_snn(qann, self.settings.encoding)
-        )
+        ).use_backend(self.settings.backend)
         totals = measure_snn(
             snn,
             qann,

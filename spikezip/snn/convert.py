@@ -24,7 +24,7 @@ from spikezip.quant.qrelu import QReLU
 from spikezip.settings import choice
 from spikezip.snn.encoding import Encoding, release_for
 from spikezip.snn.layers import ReleasedConstant, SpikingAffine, SpikingBatchNorm
-from spikezip.snn.network import SpikingNetwork
+from spikezip.snn.network import Backend, SpikingNetwork
 from spikezip.snn.neuron import STBIF, SpikingNeuron
 from spikezip.snn.operators import Accumulating, Elementwise, GradedNeuron
 from spikezip.tracing import UnsupportedLayerError, describe, op_name, trace
@@ -243,6 +243,7 @@ def to_snn(
     release_steps: int | None = None,
     *,
     neuron: NeuronRule = ST_BIF,
+    backend: Backend | str = Backend.eager,
 ) -> SpikingNetwork:
     """Convert a QANN (a model whose activations are :class:`QReLU`) to its exact SNN.
 
@@ -260,11 +261,15 @@ def to_snn(
         release_steps: override ``T_off`` for ``"even"``.
         neuron: which activation becomes which neuron (default: Q-ReLU -> ST-BIF). A
             baseline supplies its own, e.g. an IF neuron for a clip-floor activation.
+        backend: ``"eager"`` (the reference) or ``"compiled"`` (each neuron layer's step
+            fused into one kernel by ``torch.compile``; identical results). See
+            :meth:`SpikingNetwork.use_backend`.
 
     Raises:
         UnsupportedLayerError: a layer or operation that cannot be converted, named.
     """
     encoding = choice("encoding", encoding, Encoding)
+    backend = choice("backend", backend, Backend)
     model = copy.deepcopy(qann).eval()
     gm = trace(model)
     no_accumulating = None
@@ -304,4 +309,4 @@ def to_snn(
     gm.recompile()
     snn = SpikingNetwork(gm, release_for(encoding, max(levels), release_steps), encoding)
     snn.operators = operators
-    return snn
+    return snn.use_backend(backend)

@@ -211,6 +211,8 @@ class EnergyMeter(LayerSums):
     samples) at every T. Input shape: one sample's, e.g. ``(1, 28, 28)``.
     """
 
+    follows_rows = True  # sums over the samples still simulated (settled ones add nothing)
+
     def __init__(
         self,
         snn: SpikingNetwork,
@@ -236,7 +238,6 @@ class EnergyMeter(LayerSums):
 
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
         super().begin_batch(x, activations)
-        self._batch = len(x)
         self.flops = {k: v.to(x.device) for k, v in self.flops.items()}
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
 
@@ -246,7 +247,11 @@ class EnergyMeter(LayerSums):
         for name, neuron in self.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
             # Summed in float64: integer counts stay exact however the data are split.
-            events = (neuron.spike.abs() * self._device_fanouts[name]).sum(dtype=torch.float64)
+            # Per position, the spikes over the samples (no batch-sized temporary), then
+            # the fan-outs: integer counts, exact in float32, summed in float64.
+            fan = self._device_fanouts[name]
+            spikes = torch.linalg.vector_norm(neuron.spike.reshape(-1, *fan.shape), 1, dim=0)
+            events = (spikes * fan).sum(dtype=torch.float64)
             if name in self.graded:
                 self.flops[name][t - 1] += 2 * events  # a multiply-accumulate per synapse
             else:
@@ -255,7 +260,8 @@ class EnergyMeter(LayerSums):
             if not op.changed or op.last is None:
                 continue
             rows = op.changed_rows
-            samples = self._batch if rows is None else rows.sum(dtype=torch.float64)
+            # Samples that left the simulation (settled) compute nothing.
+            samples = snn.running if rows is None else rows.sum(dtype=torch.float64)
             driven = (op.last.ne(0) * self._device_fanouts[name]).sum(dtype=torch.float64)
             self.flops[name][t - 1] += samples * self.op_flops[name] + 2 * driven
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from spikezip.snn.measure import LayerSums
@@ -19,16 +20,22 @@ class FeatureMapMeter(LayerSums):
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
         super().begin_batch(x, activations)
         self._activations = activations
+        # One scratch tensor per layer for the whole batch: no temporaries per step.
+        self._scratch = {name: torch.empty_like(a) for name, a in activations.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
         if t > self.timesteps:
             return
         for name, neuron in self.neurons.items():
+            activation = self._activations[name]
             if t <= snn.overhead:  # the method's own steps: no output yet, as if all zero
-                self.totals[name][t - 1] += self._activations[name].abs().sum()
+                self.totals[name][t - 1] += torch.linalg.vector_norm(activation, 1)
                 continue
-            estimate = snn.release.estimate(neuron.accumulated(), t - snn.overhead)
-            self.totals[name][t - 1] += (estimate - self._activations[name]).abs().sum()
+            # Release.estimate, in place: the total itself, or its rate for a constant input.
+            estimate = neuron.accumulated(out=self._scratch[name])
+            if snn.release.steps is None:
+                estimate.div_(t - snn.overhead)
+            self.totals[name][t - 1] += torch.linalg.vector_norm(estimate.sub_(activation), 1)
 
     def result(self) -> dict[str, list[float]]:
         """Per layer, the mean L1 distance at ``T = 1..timesteps``."""

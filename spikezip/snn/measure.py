@@ -41,10 +41,14 @@ class Meter(Protocol):
     """Something else measured during the same simulation (energy, feature maps).
 
     ``needs_activations``: whether :meth:`begin_batch` wants the ANN's activations (the
-    ANN then records them in its one forward per batch).
+    ANN then records them in its one forward per batch). ``follows_rows``: whether
+    :meth:`on_step` still measures right when settled samples have left the simulated
+    batch (a sum over samples to which a settled one adds nothing); if any meter does not,
+    the batch is simulated whole.
     """
 
     needs_activations: bool
+    follows_rows: bool
 
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None: ...
 
@@ -58,6 +62,7 @@ class LayerSums:
     (:attr:`totals`, :attr:`samples`); the sums stay on the simulation's device."""
 
     needs_activations = False
+    follows_rows = False
 
     def __init__(self, snn: SpikingNetwork, timesteps: int):
         self.timesteps = timesteps
@@ -186,6 +191,7 @@ def measure_snn(
     task: Measured,
     meters: Sequence[Meter] = (),
     ann: nn.Module | None = None,
+    drop_settled: bool = True,
 ) -> Measurement:
     """``task``'s score at every ``T <= timesteps``, ``T_eq`` and agreement with the ANN ``qann``.
 
@@ -194,13 +200,17 @@ def measure_snn(
     (a rate-coded SNN never settles); the curve is read off the accumulated outputs.
     ``qann`` should be the network ``snn`` came from; it runs once per batch, in eval
     mode, and so does ``ann`` (its full-precision teacher) if given. ``meters`` see every
-    batch and step. Returns this process's sums.
+    batch and step. Samples at equilibrium leave their batch (``drop_settled``, where the
+    SNN and every meter allow it), so a curve costs the sum of the samples' ``T_eq``, not
+    the slowest sample's per batch. Returns this process's sums.
     """
     settles = snn.release_steps is not None
     horizon = max(timesteps, max_timesteps) if settles else timesteps
     dtype = snn.dtype
     totals = task.measurement(timesteps, horizon)
     names = list(snn.neurons) if any(m.needs_activations for m in meters) else []
+    # Settled samples leave the batch: a curve costs the sum of the samples' T_eq.
+    drop_settled = drop_settled and all(getattr(m, "follows_rows", False) for m in meters)
     if ann is not None:
         ann.eval()
     if limit_batches is None and hasattr(batches, "__len__"):
@@ -219,7 +229,13 @@ def measure_snn(
             reference, activations = run_with_activations(qann, x, names)
             for meter in meters:
                 meter.begin_batch(x, activations)
-            sim = snn.run(x, horizon, on_step=on_step if meters else None, keep=timesteps)
+            sim = snn.run(
+                x,
+                horizon,
+                on_step=on_step if meters else None,
+                keep=timesteps,
+                drop_settled=drop_settled,
+            )
             ann_outputs = ann(x) if ann is not None else None
             estimate = snn.release.estimates(sim.outputs, snn.overhead)
             totals.add(sim, estimate, reference, y, ann_outputs)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, fx, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from spikezip.settings import Choice, choice
 from spikezip.snn.encoding import Encoding, Release
 from spikezip.snn.layers import Released
 from spikezip.snn.neuron import SpikingNeuron
@@ -17,6 +18,55 @@ from spikezip.snn.operators import Accumulating
 
 # The one default budget of steps to reach equilibrium (conversion proof and evaluation).
 MAX_TIMESTEPS = 1000
+# With drop_settled, the batch shrinks once at least 1/DROP_FRACTION of its rows have
+# settled: gathering the state of the others costs about a pass over it.
+DROP_FRACTION = 8
+
+
+class Backend(Choice):
+    """How the neuron layers are stepped (:meth:`SpikingNetwork.use_backend`)."""
+
+    eager = "eager"
+    compiled = "compiled"
+
+
+class _Rows:
+    """The accumulated output after each of the first ``keep`` steps, ``[keep, B, ...]``
+    per output leaf, preallocated and grown by doubling: no per-step list, no stack."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.buffers: list[Tensor] = []
+
+    def _reserve(self, steps: int, like: list[Tensor]) -> None:
+        have = len(self.buffers[0]) if self.buffers else 0
+        if steps <= have:
+            return
+        size = min(self.keep, max(steps, 2 * have, 16))
+        grown = [leaf.new_zeros((size, *leaf.shape)) for leaf in like]
+        for new, old in zip(grown, self.buffers, strict=False):
+            new[:have] = old
+        self.buffers = grown
+
+    def add(self, t: int, leaves: list[Tensor]) -> None:
+        """Row ``t - 1`` (earlier unwritten rows stay zero: a method's own steps)."""
+        if t <= self.keep:
+            self._reserve(t, leaves)
+            for buffer, leaf in zip(self.buffers, leaves, strict=True):
+                buffer[t - 1] = leaf
+
+    def hold(self, steps: int, timesteps: int, leaves: list[Tensor]) -> None:
+        """Rows ``steps..timesteps - 1`` (steps not run) equal to ``leaves``."""
+        end = min(timesteps, self.keep)
+        if end > steps:
+            self._reserve(end, leaves)
+            for buffer, leaf in zip(self.buffers, leaves, strict=True):
+                buffer[steps:end] = leaf
+
+    def result(self, rows: int, leaves: list[Tensor]) -> list[Tensor]:
+        if not self.buffers:
+            return [leaf.new_zeros((rows, *leaf.shape)) for leaf in leaves]
+        return [buffer[:rows] for buffer in self.buffers]
 
 
 @dataclass
@@ -68,6 +118,10 @@ class SpikingNetwork(nn.Module):
     overhead: int = 0
     # Report name -> operator kind (spiking, linear, accumulating), set by to_snn.
     operators: dict[str, str] = {}
+    backend: Backend = Backend.eager
+    # Samples of the current input still simulated (fewer than the batch once settled
+    # samples have left it, with run(..., drop_settled=True)).
+    running: int = 0
 
     def __init__(self, graph: fx.GraphModule, release: Release, encoding: Encoding | str):
         super().__init__()
@@ -137,6 +191,74 @@ class SpikingNetwork(nn.Module):
                 f"{ref.device}; convert one of them (e.g. snn.double() and x.double())"
             )
 
+    def use_backend(self, backend: Backend | str) -> SpikingNetwork:
+        """Simulate with ``backend``: ``"eager"`` (the reference, every operation as
+        written) or ``"compiled"`` (each neuron layer's update, output and activity fused
+        by ``torch.compile`` into one kernel; identical results, see
+        :func:`spikezip.snn.neuron.stbif_transition`). Neuron classes without a pure step
+        run eagerly either way. Returns ``self``."""
+        self.backend = choice("backend", backend, Backend)
+        for neuron in self.neurons.values():
+            neuron.use_compiled(self.backend is Backend.compiled)
+        return self
+
+    def _stateful(self) -> list[nn.Module]:
+        return [m for m in self.graph.modules() if isinstance(m, (SpikingNeuron, Accumulating))]
+
+    def rows_separable(self, x: Tensor) -> bool:
+        """Whether samples can leave a running batch of inputs shaped like ``x``: every
+        per-sample state (the ``batch_state`` of each neuron layer and accumulating
+        operator) and every output holds ``k`` consecutive rows per sample, and no other
+        state grows with the batch. Found once per input shape by stepping the network on
+        one and on two samples; a network that mixes samples in its state (a layout with
+        the batch in another dimension) is simulated whole."""
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        known = self.__dict__.setdefault("_separable", {})
+        if key not in known:
+            known[key] = self._probe_rows(x)
+        return known[key]
+
+    @torch.no_grad()
+    def _probe_rows(self, x: Tensor) -> bool:
+        def shapes(batch: int):
+            self.reset()
+            for m in self._released():
+                m.begin(self.release.divisor)
+                m.releasing = True
+            one = x[:1].expand(batch, *x.shape[1:]).contiguous()
+            leaves, _ = tree_flatten(self.graph(one))
+            found = {"outputs": [leaf.shape[0] if leaf.dim() else None for leaf in leaves]}
+            for name, m in self.graph.named_modules():
+                if not isinstance(m, (SpikingNeuron, Accumulating)):
+                    continue
+                for attr, value in vars(m).items():
+                    flat = value if isinstance(value, (list, tuple)) else [value]
+                    if flat and all(isinstance(v, Tensor) for v in flat):
+                        found[name, attr] = [v.shape[0] if v.dim() else None for v in flat]
+            return found
+
+        try:
+            one, two = shapes(1), shapes(2)
+        except Exception:  # a network that cannot run on a smaller batch: simulate it whole
+            return False
+        finally:
+            self.reset()
+        if one["outputs"] != [1] * len(one["outputs"]) or one.keys() != two.keys():
+            return False
+        declared = {
+            (name, attr)
+            for name, m in self.graph.named_modules()
+            for attr in getattr(m, "batch_state", ())
+        }
+        for key, rows in one.items():
+            grows = [r is not None and 2 * r == r2 for r, r2 in zip(rows, two[key], strict=True)]
+            if key == "outputs" or key in declared:
+                if not all(grows):
+                    return False
+            elif rows != two[key]:  # state that follows the batch but nobody moves
+                return False
+        return True
+
     @torch.no_grad()
     def run(
         self,
@@ -147,6 +269,8 @@ class SpikingNetwork(nn.Module):
         on_step: Callable[[int, SpikingNetwork], None] | None = None,
         fast_forward: bool = True,
         keep: int | None = None,
+        drop_settled: bool = False,
+        check_every: int | None = None,
     ) -> Simulation:
         """Simulate ``timesteps`` steps of input ``x`` (``[B, ...]``) in one pass.
 
@@ -161,6 +285,13 @@ class SpikingNetwork(nn.Module):
                 step, for timing or for the sceptical.
             keep: keep the accumulated outputs of the first ``keep`` steps only (and the
                 final one): a long budget to reach equilibrium then costs no memory.
+            drop_settled: samples at equilibrium leave the batch (their outputs are
+                final), so the steps cost what the samples still running need; where the
+                network allows it (:meth:`rows_separable`). The neurons' state after the
+                run then holds the samples still running only, and ``on_step`` sees those
+                rows.
+            check_every: look for samples at equilibrium every this many steps (a
+                synchronisation with the host on a GPU); default 1 on the CPU, 8 on a GPU.
         """
         overhead = self.overhead
         if timesteps < 1:
@@ -171,6 +302,11 @@ class SpikingNetwork(nn.Module):
                 f"on every input before its output counts, got {timesteps}"
             )
         self._check_input(x)
+        batch = x.shape[0]
+        settles = self.release.steps is not None
+        dropping = drop_settled and settles and batch > 1 and self.rows_separable(x)
+        check_every = check_every or (1 if x.device.type == "cpu" else 8)
+        keep = timesteps if keep is None else min(keep, timesteps)
         self.reset()
         released = self._released()
         neurons = self.neurons
@@ -180,71 +316,97 @@ class SpikingNetwork(nn.Module):
             self.prepare(share, on_step)
         for m in released:
             m.begin(divisor)
-        batch = x.shape[0]
         t_eq = torch.full((batch,), -1, dtype=torch.long, device=x.device)
-        counts: dict[str, list[Tensor]] = {name: [] for name in neurons} if record_spikes else {}
-        outputs: list[list[Tensor]] = []  # per step kept, the accumulated output's leaves
-        totals: list[Tensor] | None = None
+        live = t_eq  # T_eq of the rows still simulated
+        rows: Tensor | None = None  # their sample indices, once some have left (None: all)
+        counts = {name: x.new_zeros(timesteps, batch) for name in neurons} if record_spikes else {}
+        kept = _Rows(keep)  # the accumulated output after each step, per output leaf
+        totals: list[Tensor] = []  # the rows still simulated
+        full: list[Tensor] = []  # every sample's (the same tensors while none has left)
         spec = None  # the structure of the network's output (one tensor, a tuple, ...)
         settled = False  # every sample at equilibrium
-        keep = timesteps if keep is None else keep
-        steps = 0
+        steps = overhead
+        self.running = batch
         for t in range(overhead + 1, timesteps + 1):
-            steps = t
             if settled and fast_forward:
-                # Inputs are zero and no neuron fires: state and output stay as they are.
-                if t <= keep:
-                    outputs.append(totals)
-                for c in counts.values():
-                    c.append(torch.zeros_like(c[-1]))
+                break
+            steps = t
+            releasing = self.release.releasing(t - overhead)
+            for m in released:
+                m.releasing = releasing
+            leaves, spec = tree_flatten(self.graph(share if releasing else zero))
+            if not totals:
+                totals = [y.clone() for y in leaves]
+                full = totals
             else:
-                releasing = self.release.releasing(t - overhead)
-                for m in released:
-                    m.releasing = releasing
-                leaves, spec = tree_flatten(self.graph(share if releasing else zero))
-                if totals is None:
-                    totals = [y.clone() for y in leaves]
-                else:
-                    totals = [total + y for total, y in zip(totals, leaves, strict=True)]
-                if t <= keep:
-                    outputs.append(totals)
-                if record_spikes or not (releasing or settled):
-                    quiet = self._record_step(neurons, counts, batch, x.device)
-                if not (releasing or settled):
-                    # A step after T_off with no spike in a sample: nothing can change for
-                    # it again (inputs are zero from now on), so its output is final.
-                    t_eq = torch.where(quiet & (t_eq < 0), t - 1, t_eq)
-                    settled = bool((t_eq >= 0).all())
+                for total, y in zip(totals, leaves, strict=True):
+                    total.add_(y)
+            if rows is not None:
+                for whole, total in zip(full, totals, strict=True):
+                    whole.index_copy_(0, rows, total)
+            kept.add(t, full)
+            if record_spikes or not (releasing or settled):
+                quiet = self._quiet(neurons, counts, t, rows, len(live), x.device)
+            if not (releasing or settled):
+                # A step after T_off with no spike in a sample: nothing can change for
+                # it again (inputs are zero from now on), so its output is final.
+                live = torch.where(quiet & (live < 0), t - 1, live)
+                if (t - overhead) % check_every == 0 or t == timesteps:
+                    done = live >= 0
+                    left = int(done.sum())  # the one synchronisation with the host
+                    settled = left == len(live)
+                    if dropping and not settled and left >= max(1, len(live) // DROP_FRACTION):
+                        stay = (~done).nonzero().squeeze(1)
+                        rows = torch.arange(batch, device=x.device) if rows is None else rows
+                        t_eq.index_copy_(0, rows, live)
+                        if full is totals:
+                            full = [total.clone() for total in totals]
+                        rows, live = rows[stay], live[stay]
+                        totals = [total.index_select(0, stay) for total in totals]
+                        share, zero = share.index_select(0, stay), zero.index_select(0, stay)
+                        for m in self._stateful():
+                            m.select_rows(stay, len(done))
+                        self.running = len(stay)
             if on_step is not None:
                 on_step(t, self)
             if settled and stop_at_equilibrium:
                 break
-        if overhead:  # nothing is counted during the method's own steps
-            waited = min(overhead, keep)
-            outputs[:0] = [[torch.zeros_like(total) for total in totals]] * waited
-            for c in counts.values():
-                c[:0] = [torch.zeros_like(c[0])] * overhead
-        spikes = {k: torch.stack(v) for k, v in counts.items()} if record_spikes else None
-        if outputs:
-            kept = [torch.stack(rows) for rows in zip(*outputs, strict=True)]
+        if rows is None:
+            t_eq = live
         else:
-            kept = [total.new_empty((0, *total.shape)) for total in totals]
+            t_eq.index_copy_(0, rows, live)
+        if settled and fast_forward and not stop_at_equilibrium:
+            # Inputs are zero and no neuron fires: state and output stay as they are.
+            for t in range(steps + 1, timesteps + 1):
+                if on_step is not None:
+                    on_step(t, self)
+            kept.hold(steps, timesteps, full)
+            steps = timesteps
+        outputs = kept.result(min(steps, keep), full)
+        spikes = {k: v[:steps] for k, v in counts.items()} if record_spikes else None
         return Simulation(
-            tree_unflatten(kept, spec), t_eq, tree_unflatten(totals, spec), steps, spikes
+            tree_unflatten(outputs, spec), t_eq, tree_unflatten(full, spec), steps, spikes
         )
 
     @staticmethod
-    def _record_step(neurons, counts, batch, device) -> Tensor:
-        """Per sample, whether no neuron fired this step; appends spike counts if asked."""
-        active = torch.zeros(batch, dtype=torch.bool, device=device)
+    def _quiet(neurons, counts, t: int, rows: Tensor | None, batch: int, device) -> Tensor:
+        """Per row still simulated, whether no neuron fired in step ``t``; writes each
+        layer's spike count of the step into ``counts`` if asked."""
+        active = None
         for name, neuron in neurons.items():
             spikes = neuron.spike.reshape(batch, -1)
             if counts:
-                n = spikes.abs().sum(1)  # +1 and -1 both count
-                counts[name].append(n)
-                active |= n > 0
+                n = torch.linalg.vector_norm(spikes, 1, dim=1)  # |+1| and |-1| both count
+                if rows is None:
+                    counts[name][t - 1] = n
+                else:
+                    counts[name][t - 1].index_copy_(0, rows, n)
+                fired = n > 0
             else:  # spikes are in {-1, 0, 1}; two fast reductions beat any()
-                active |= (spikes.amax(1) > 0) | (spikes.amin(1) < 0)
+                fired = (spikes.amax(1) > 0) | (spikes.amin(1) < 0)
+            active = fired if active is None else active | fired
+        if active is None:
+            return torch.ones(batch, dtype=torch.bool, device=device)
         return ~active
 
     def simulate(self, x: Tensor, timesteps: int) -> Tensor:

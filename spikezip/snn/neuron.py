@@ -1,15 +1,87 @@
 """Spiking neurons: the ST-BIF neuron of SpikeZIP (paper eq. 1) and the plain IF neuron.
 
-Each neuron's equations live in one pure step function (``stbif_step``, ``if_step``); the
-modules are thin stateful wrappers that the simulator resets before every input. Any
-subclass of :class:`SpikingNeuron` can stand in a converted network: the simulator, the
-equivalence check, the energy meter and the per-T measurement only use its interface.
+Each neuron's equations live in pure functions: :func:`stbif_transition` and
+:func:`if_transition` take the state and the step's input and return the output and the
+next state, ``step(state, x) -> (out, state)`` (the form of Norse's functional API), so a
+compiler can fuse a step into one kernel; :func:`stbif_step` and :func:`if_step` are the
+same equations writing into recycled buffers, the eager path. The modules are thin
+stateful wrappers that the simulator resets before every input. Any subclass of
+:class:`SpikingNeuron` can stand in a converted network: the simulator, the equivalence
+check, the energy meter and the per-T measurement only use its interface.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
+
+from spikezip.errors import SpikeZIPError
+
+
+class CompileError(SpikeZIPError, RuntimeError):
+    """The compiled backend cannot run on this machine; the message says what to use."""
+
+
+class NeuronState(NamedTuple):
+    """What a layer of neurons carries from one step to the next, in the input's shape
+    (batch first): the membrane ``v``, the signed spike count ``count`` (ST-BIF's tracer
+    ``S``) and the last step's spikes ``spike`` (in ``{-1, 0, 1}``)."""
+
+    v: Tensor
+    count: Tensor
+    spike: Tensor
+
+
+def stbif_transition(
+    state: NeuronState, x: Tensor, threshold: Tensor, tracer_min: int, tracer_max: int
+) -> tuple[Tensor, NeuronState]:
+    """One time-step of ST-BIF neurons as a pure function (:func:`stbif_step`'s
+    equations): returns ``(out, next_state)`` with ``out = spike * Vthr``.
+
+    Bit for bit the eager step's result: ``spike * Vthr`` is exact for ``spike`` in
+    ``{-1, 0, 1}``, so ``V - spike * Vthr`` rounds once however it is evaluated (fused
+    multiply-add or not), and the tracer holds small integers.
+    """
+    v = state.v + x
+    candidate = (v >= threshold).to(v.dtype) - (v < 0).to(v.dtype)
+    count = (state.count + candidate).clamp(tracer_min, tracer_max)
+    spike = count - state.count
+    v = v - spike * threshold
+    return spike * threshold, NeuronState(v, count, spike)
+
+
+def if_transition(state: NeuronState, x: Tensor, threshold: Tensor) -> tuple[Tensor, NeuronState]:
+    """One time-step of IF neurons (:func:`if_step`) as a pure function; returns
+    ``(out, next_state)`` as :func:`stbif_transition` does."""
+    v = state.v + x
+    spike = (v >= threshold).to(v.dtype)
+    v = v - spike * threshold
+    return spike * threshold, NeuronState(v, state.count + spike, spike)
+
+
+def _write_through(transition: Callable, state: NeuronState, out: Tensor, x: Tensor, *constants):
+    """``transition`` with its results written into ``state``'s tensors and ``out``."""
+    result, following = transition(state, x, *constants)
+    for old, new in zip(state, following, strict=True):
+        old.copy_(new)
+    out.copy_(result)
+
+
+@functools.cache
+def compiled(transition: Callable) -> Callable:
+    """``transition`` compiled by ``torch.compile`` (inductor, on the CPU and the GPU), as
+    ``fn(state, out, x, *constants)``: the whole neuron update and its output in one fused
+    kernel per layer shape that reads the state and the input once and writes the next
+    state and the output in place (fresh activation-sized tensors cost page faults on
+    the CPU). Shapes are dynamic, so a batch that shrinks as samples settle does not
+    recompile. Compiled once per process, on first use."""
+    return torch.compile(
+        functools.partial(_write_through, transition), dynamic=True, fullgraph=True
+    )
 
 
 def stbif_step(
@@ -74,12 +146,20 @@ class SpikingNeuron(nn.Module):
     Each call is one time-step: input ``x_t`` of any shape, output ``spike_t * Vthr`` of
     the same shape. What the rest of SpikeZIP reads: ``threshold`` (``Vthr``), ``spike``
     (the last step's spikes, in ``{-1, 0, 1}``), ``count`` (the signed number of spikes
-    so far) and :meth:`accumulated`. State is created on the first step after
-    :meth:`reset`; the simulator resets before every input.
+    so far) and :meth:`accumulated`. State is created on the
+    first step after :meth:`reset`; the simulator resets before every input.
+
+    ``batch_state`` names the attributes that hold one row per sample (batch first):
+    what the simulator keeps of a sample that is still running when others have settled
+    (:meth:`select_rows`). A subclass that adds per-sample state lists it there.
+    :meth:`transition` gives the class's pure step, or None for a class that only runs
+    eagerly; with :meth:`use_compiled` the layer runs it compiled.
     """
 
     spikezip_leaf = True  # one node in a torch.fx graph, not traced into
     spiking = True  # what the converter refuses to convert a second time
+    batch_state: tuple[str, ...] = ("v", "count", "spike", "_spare", "_out")
+    compiled = False  # whether the layer runs its pure step compiled (use_compiled)
 
     def __init__(self, threshold: Tensor | float, start: float = 0.5):
         super().__init__()
@@ -93,17 +173,73 @@ class SpikingNeuron(nn.Module):
         self.count: Tensor | None = None
         self.spike: Tensor | None = None
         self._spare: Tensor | None = None
+        self._out: Tensor | None = None
 
     def _init_state(self, x: Tensor) -> None:
         self.v = torch.full_like(x, self.start) * self.threshold
         self.count = torch.zeros_like(x)
         self.spike = torch.empty_like(x)
 
-    def accumulated(self) -> Tensor:
-        """Total output so far, ``count * Vthr``."""
+    def transition(self) -> tuple[Callable, tuple] | None:
+        """The layer's pure step and its constants, ``(fn, constants)`` with
+        ``fn(state, x, *constants) -> (out, state)`` (e.g. :func:`stbif_transition`
+        with the threshold and tracer bounds); None: this class runs eagerly only."""
+        return None
+
+    def use_compiled(self, on: bool = True) -> bool:
+        """Run the pure step compiled (True) or eagerly (False); returns whether the layer
+        runs compiled now (a class without a pure step stays eager)."""
+        self.compiled = bool(on) and self.transition() is not None
+        return self.compiled
+
+    def _compiled_step(self, x: Tensor) -> Tensor:
+        """One compiled step, the state updated in place; returns the output, in a buffer
+        the next step overwrites (what reads it, the next layer, reads it at once)."""
+        if self.v is None:
+            self._init_state(x)
+            self._out = torch.empty_like(x)
+        fn, constants = self.transition()
+        try:
+            compiled(fn)(NeuronState(self.v, self.count, self.spike), self._out, x, *constants)
+        except SpikeZIPError:
+            raise
+        except Exception as error:  # inductor could not build its kernel here
+            raise CompileError(
+                f"the compiled backend could not build the step of {type(self).__name__} "
+                f"on {x.device} ({type(error).__name__}: {str(error).strip()[:300]}); it "
+                "needs a working C++ compiler on the CPU (Triton on a GPU). Use the eager "
+                "backend (snn.backend=eager, to_snn(..., backend='eager')), which gives "
+                "the same results"
+            ) from error
+        return self._out
+
+    def select_rows(self, index: Tensor, batch: int) -> None:
+        """Keep the given samples (``index`` into the current ``batch`` samples) of every
+        per-sample state (:attr:`batch_state`); a state of ``k * batch`` rows holds ``k``
+        consecutive rows per sample."""
+        for name in self.batch_state:
+            setattr(self, name, take_rows(getattr(self, name, None), index, batch))
+
+    def accumulated(self, out: Tensor | None = None) -> Tensor:
+        """Total output so far, ``count * Vthr`` (written into ``out`` if given)."""
         if self.count is None:
             raise RuntimeError(f"{type(self).__name__} has no state: simulate an input first")
-        return self.count * self.threshold
+        return torch.mul(self.count, self.threshold, out=out)
+
+
+def take_rows(value, index: Tensor, batch: int):
+    """The rows of the samples ``index`` (of ``batch``) of a per-sample state: a tensor
+    of ``k * batch`` rows (``k`` consecutive rows per sample), a list of them, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return type(value)(take_rows(v, index, batch) for v in value)
+    rows = value.shape[0]
+    if rows == batch:
+        return value.index_select(0, index)
+    k = rows // batch
+    grouped = value.reshape(batch, k * value[0].numel()).index_select(0, index)
+    return grouped.reshape(len(index) * k, *value.shape[1:])
 
 
 class STBIF(SpikingNeuron):
@@ -121,8 +257,14 @@ class STBIF(SpikingNeuron):
         """The spike tracer ``S`` (the signed spike count)."""
         return self.count
 
+    def transition(self):
+        return stbif_transition, (self.threshold, self.tracer_min, self.levels)
+
     def step(self, x: Tensor) -> None:
         """One time-step of the state (membrane, tracer, :attr:`spike`), no output."""
+        if self.compiled:
+            self._compiled_step(x)
+            return
         if self.v is None:
             self._init_state(x)
             self._spare = torch.empty_like(x)
@@ -140,6 +282,8 @@ class STBIF(SpikingNeuron):
         self._spare, self.count = self.count, tracer
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.compiled:
+            return self._compiled_step(x)
         self.step(x)
         return self.spike * self.threshold
 
@@ -152,7 +296,15 @@ class IFNeuron(SpikingNeuron):
     ``V0 = start * Vthr`` (QCFS uses ``start = 0.5``). Unsigned spikes, no tracer
     bounds: fed a constant input, the spike rate approximates a clipped ReLU."""
 
+    def transition(self):
+        # A subclass that changes the step (a gate, a probe) runs eagerly.
+        if type(self).forward is not IFNeuron.forward:
+            return None
+        return if_transition, (self.threshold,)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.compiled:
+            return self._compiled_step(x)
         if self.v is None:
             self._init_state(x)
         self.spike, self.v = if_step(self.v, x, self.threshold, out=(self.spike, self.v))
