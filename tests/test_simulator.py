@@ -18,7 +18,7 @@ from spikezip.settings import SettingError
 from spikezip.snn import STBIF, IFNeuron, if_step, measure_snn, stbif_step, to_snn
 from spikezip.snn.energy import EnergyMeter
 from spikezip.snn.neuron import CompileError, NeuronState, if_transition, stbif_transition
-from spikezip.tasks import Classification
+from spikezip.tasks import Classification, ClassificationMeasurement
 
 
 def _state(shape, gen, dtype, levels=4):
@@ -212,3 +212,40 @@ def test_outputs_are_kept_for_the_steps_asked_and_the_rest_are_held():
     kept = snn.run(x, 300, keep=7)
     assert torch.equal(kept.outputs, full.outputs[:7]) and torch.equal(kept.final, full.final)
     assert snn.run(x, 300, keep=0).outputs.shape == (0, 5, 10)
+
+
+def test_outputs_handed_over_step_by_step_are_the_kept_ones():
+    torch.manual_seed(6)
+    x = torch.randn(9, 1, 28, 28, dtype=torch.float64) * 2
+    snn = to_snn(_demo(x)).double()
+    kept = snn.run(x, 50, keep=40)
+    for drop in (False, True):
+        given = {}
+
+        def take(t, out, given=given):
+            given[t] = out.clone()
+
+        sim = snn.run(x, 50, keep=40, drop_settled=drop, on_output=take)
+        assert len(sim.outputs) == 0 and sorted(given) == list(range(1, 41))
+        assert torch.equal(torch.stack([given[t] for t in range(1, 41)]), kept.outputs)
+        assert torch.equal(sim.final, kept.final) and torch.equal(sim.t_eq, kept.t_eq)
+
+
+def test_a_classifier_is_scored_step_by_step_as_it_was_from_kept_outputs(monkeypatch):
+    torch.manual_seed(7)
+    x = torch.randn(30, 1, 28, 28, dtype=torch.float64) * 2
+    qann = _demo(x)
+    y = torch.randint(0, 10, (30,))
+    batches = list(zip(x.split(10), y.split(10), strict=True))
+
+    def measure():
+        snn = to_snn(qann).double()
+        return measure_snn(snn, qann, batches, timesteps=24, task=Classification(10),
+                           progress=False).report()  # fmt: skip
+
+    streamed = measure()
+    monkeypatch.setattr(ClassificationMeasurement, "scorer", None)  # the kept-outputs path
+    kept = measure()
+    errors = streamed.pop("output_error_per_t"), kept.pop("output_error_per_t")
+    assert streamed == kept and 0 < streamed["snn_accuracy"][0] < 1
+    assert errors[0] == pytest.approx(errors[1], rel=1e-12)

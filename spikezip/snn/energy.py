@@ -262,7 +262,10 @@ class EnergyMeter(LayerSums):
             rows = op.changed_rows
             # Samples that left the simulation (settled) compute nothing.
             samples = snn.running if rows is None else rows.sum(dtype=torch.float64)
-            driven = (op.last.ne(0) * self._device_fanouts[name]).sum(dtype=torch.float64)
+            fan = self._device_fanouts[name]
+            # Per position, the samples whose output is non-zero (ord 0: a count).
+            nonzero = torch.linalg.vector_norm(op.last.reshape(-1, *fan.shape), 0, dim=0)
+            driven = (nonzero * fan).sum(dtype=torch.float64)
             self.flops[name][t - 1] += samples * self.op_flops[name] + 2 * driven
 
     def all_reduce(self, reduce_sum: ReduceSum) -> None:

@@ -143,13 +143,19 @@ class Measurement(Protocol):
     def add(
         self,
         sim: Simulation,
-        estimate: Tensor,
+        estimate: Tensor | None,
         reference: Tensor,
         targets: Tensor,
         ann_outputs: Tensor | None,
     ) -> None:
         """One batch: the simulation, its per-T estimate of the output ``[T, B, ...]``, the
-        QANN's output, the labels and (if measured) the full-precision ANN's output."""
+        QANN's output, the labels and (if measured) the full-precision ANN's output.
+
+        A measurement may instead score each step as it is simulated: it then has a
+        method ``scorer(reference, targets, release, overhead)`` that returns
+        ``on_output(t, output)`` for :meth:`SpikingNetwork.run`, and :func:`measure_snn`
+        passes ``estimate=None``, a simulation without ``outputs`` and ``scores=`` that
+        scorer."""
         ...
 
     def all_reduce(self, reduce_sum: ReduceSum) -> Measurement: ...
@@ -170,11 +176,14 @@ class Measured(Protocol):
     def measurement(self, timesteps: int, horizon: int) -> Measurement: ...
 
 
-def output_error(estimate: Tensor, reference: Tensor) -> Tensor:
-    """``[T]`` per sample ``|estimate - reference|_1 / |reference|_1``, summed over the batch."""
-    error = (estimate - reference).abs().flatten(2).sum(-1)
+def output_error(estimate: Tensor, reference: Tensor, on_device: bool = False) -> Tensor:
+    """``[..., ]`` per sample ``|estimate - reference|_1 / |reference|_1``, summed over the
+    batch: ``[T]`` for ``estimate [T, B, ...]``, a scalar for one step's ``[B, ...]``
+    (``reference [B, ...]``); as float64 on the CPU, or as it is on its device."""
+    error = (estimate - reference).abs().flatten(estimate.dim() - reference.dim() + 1).sum(-1)
     scale = reference.abs().flatten(1).sum(-1).clamp_min(torch.finfo(reference.dtype).tiny)
-    return (error / scale).sum(-1).double().cpu()
+    total = (error / scale).sum(-1)
+    return total if on_device else total.double().cpu()
 
 
 @torch.no_grad()
@@ -229,15 +238,22 @@ def measure_snn(
             reference, activations = run_with_activations(qann, x, names)
             for meter in meters:
                 meter.begin_batch(x, activations)
+            # A task that scores each step as it comes keeps no [T, B, ...] outputs.
+            scorer = getattr(totals, "scorer", None)
+            scores = scorer(reference, y, snn.release, snn.overhead) if scorer else None
             sim = snn.run(
                 x,
                 horizon,
                 on_step=on_step if meters else None,
                 keep=timesteps,
                 drop_settled=drop_settled,
+                on_output=scores,
             )
             ann_outputs = ann(x) if ann is not None else None
-            estimate = snn.release.estimates(sim.outputs, snn.overhead)
-            totals.add(sim, estimate, reference, y, ann_outputs)
+            if scores is None:
+                estimate = snn.release.estimates(sim.outputs, snn.overhead)
+                totals.add(sim, estimate, reference, y, ann_outputs)
+            else:
+                totals.add(sim, None, reference, y, ann_outputs, scores=scores)
             bar.advance(task_id)
     return totals

@@ -34,9 +34,12 @@ class _Rows:
     """The accumulated output after each of the first ``keep`` steps, ``[keep, B, ...]``
     per output leaf, preallocated and grown by doubling: no per-step list, no stack."""
 
-    def __init__(self, keep: int):
+    def __init__(self, keep: int, on_output=None, spec=None):
         self.keep = keep
         self.buffers: list[Tensor] = []
+        self.on_output = on_output  # (t, output): handed each step's output, nothing kept
+        self.spec = spec
+        self.given = 0  # steps handed to on_output so far
 
     def _reserve(self, steps: int, like: list[Tensor]) -> None:
         have = len(self.buffers[0]) if self.buffers else 0
@@ -48,22 +51,39 @@ class _Rows:
             new[:have] = old
         self.buffers = grown
 
+    def _give(self, t: int, leaves: list[Tensor]) -> None:
+        if self.given < t - 1:  # a method's own steps: nothing counted yet
+            zeros = tree_unflatten([torch.zeros_like(leaf) for leaf in leaves], self.spec)
+            for step in range(self.given + 1, t):
+                self.on_output(step, zeros)
+        self.on_output(t, tree_unflatten(leaves, self.spec))
+        self.given = t
+
     def add(self, t: int, leaves: list[Tensor]) -> None:
         """Row ``t - 1`` (earlier unwritten rows stay zero: a method's own steps)."""
-        if t <= self.keep:
-            self._reserve(t, leaves)
-            for buffer, leaf in zip(self.buffers, leaves, strict=True):
-                buffer[t - 1] = leaf
+        if t > self.keep:
+            return
+        if self.on_output is not None:
+            self._give(t, leaves)
+            return
+        self._reserve(t, leaves)
+        for buffer, leaf in zip(self.buffers, leaves, strict=True):
+            buffer[t - 1] = leaf
 
     def hold(self, steps: int, timesteps: int, leaves: list[Tensor]) -> None:
         """Rows ``steps..timesteps - 1`` (steps not run) equal to ``leaves``."""
         end = min(timesteps, self.keep)
-        if end > steps:
+        if self.on_output is not None:
+            for t in range(steps + 1, end + 1):
+                self._give(t, leaves)
+        elif end > steps:
             self._reserve(end, leaves)
             for buffer, leaf in zip(self.buffers, leaves, strict=True):
                 buffer[steps:end] = leaf
 
     def result(self, rows: int, leaves: list[Tensor]) -> list[Tensor]:
+        if self.on_output is not None:
+            rows = 0
         if not self.buffers:
             return [leaf.new_zeros((rows, *leaf.shape)) for leaf in leaves]
         return [buffer[:rows] for buffer in self.buffers]
@@ -271,6 +291,7 @@ class SpikingNetwork(nn.Module):
         keep: int | None = None,
         drop_settled: bool = False,
         check_every: int | None = None,
+        on_output: Callable[[int, Tensor | tuple | list | dict], None] | None = None,
     ) -> Simulation:
         """Simulate ``timesteps`` steps of input ``x`` (``[B, ...]``) in one pass.
 
@@ -292,6 +313,11 @@ class SpikingNetwork(nn.Module):
                 rows.
             check_every: look for samples at equilibrium every this many steps (a
                 synchronisation with the host on a GPU); default 1 on the CPU, 8 on a GPU.
+            on_output: called as ``on_output(t, output)`` with the accumulated output
+                after each of the first ``keep`` steps (every sample's, in the network's
+                output structure; read it at once, the next step changes it), instead of
+                keeping them: ``outputs`` is then empty and a per-T measurement holds
+                what it scores, not ``[T, B, ...]``.
         """
         overhead = self.overhead
         if timesteps < 1:
@@ -320,7 +346,7 @@ class SpikingNetwork(nn.Module):
         live = t_eq  # T_eq of the rows still simulated
         rows: Tensor | None = None  # their sample indices, once some have left (None: all)
         counts = {name: x.new_zeros(timesteps, batch) for name in neurons} if record_spikes else {}
-        kept = _Rows(keep)  # the accumulated output after each step, per output leaf
+        kept = _Rows(keep, on_output)  # the accumulated output after each step, per leaf
         totals: list[Tensor] = []  # the rows still simulated
         full: list[Tensor] = []  # every sample's (the same tensors while none has left)
         spec = None  # the structure of the network's output (one tensor, a tuple, ...)
@@ -335,6 +361,7 @@ class SpikingNetwork(nn.Module):
             for m in released:
                 m.releasing = releasing
             leaves, spec = tree_flatten(self.graph(share if releasing else zero))
+            kept.spec = spec
             if not totals:
                 totals = [y.clone() for y in leaves]
                 full = totals

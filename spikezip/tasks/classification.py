@@ -72,6 +72,28 @@ class Classification:
         return ClassificationReport
 
 
+class StepScores:
+    """One batch's per-T counts, filled one step at a time on the simulation's device (no
+    ``[T, B, classes]`` outputs, no synchronisation per step): samples right, samples
+    agreeing with the QANN, and the summed relative output error, after each step."""
+
+    def __init__(self, task, timesteps: int, reference: Tensor, targets: Tensor, release,
+                 overhead: int):  # fmt: skip
+        self.task, self.reference, self.targets = task, reference, targets
+        self.release, self.overhead = release, overhead
+        device = reference.device
+        self.correct = torch.zeros(timesteps, dtype=torch.long, device=device)
+        self.agree = torch.zeros(timesteps, dtype=torch.long, device=device)
+        self.error = torch.zeros(timesteps, dtype=reference.dtype, device=device)
+
+    def __call__(self, t: int, output: Tensor) -> None:
+        # The estimate as Release.estimates gives it: a method's own steps count nothing.
+        estimate = self.release.estimate(output, max(t - self.overhead, 1))
+        self.correct[t - 1] = self.task.correct(output, self.targets)
+        self.agree[t - 1] = self.task.agree(estimate, self.reference)
+        self.error[t - 1] = output_error(estimate, self.reference, on_device=True)
+
+
 @dataclass
 class ClassificationMeasurement(Equilibrium):
     """A classifier's measurement: sums over the samples measured (float64 counts; see
@@ -128,11 +150,21 @@ class ClassificationMeasurement(Equilibrium):
             task or Classification(),
         )
 
-    def add(self, sim, estimate, reference, targets, ann_outputs) -> None:
+    def scorer(self, reference: Tensor, targets: Tensor, release, overhead: int) -> StepScores:
+        """The per-step scores of one batch, filled as it is simulated (see
+        :meth:`spikezip.snn.measure.Measurement.add`)."""
+        return StepScores(self.task, len(self.correct), reference, targets, release, overhead)
+
+    def add(self, sim, estimate, reference, targets, ann_outputs, scores=None) -> None:
         task = self.task
-        self.correct += task.correct(sim.outputs, targets).double().cpu()
-        self.agree_per_t += task.agree(estimate, reference).double().cpu()
-        self.output_error += output_error(estimate, reference)
+        if scores is None:
+            self.correct += task.correct(sim.outputs, targets).double().cpu()
+            self.agree_per_t += task.agree(estimate, reference).double().cpu()
+            self.output_error += output_error(estimate, reference)
+        else:
+            self.correct += scores.correct.double().cpu()
+            self.agree_per_t += scores.agree.double().cpu()
+            self.output_error += scores.error.double().cpu()
         self.reference_correct += float(task.correct(reference, targets))
         self.agree += float(task.agree(sim.final, reference))
         self.final_correct += float(task.correct(sim.final, targets))
