@@ -68,6 +68,8 @@ def test_runs_are_found_and_labelled_by_what_differs(tmp_path, capsys):
         main([str(tmp_path / "empty")])
 
 
+# A 4-job multirun (~15 s): test-all. The summary of runs is checked in-process above.
+@pytest.mark.slow
 def test_a_sweep_shares_its_teacher_and_summarises_failed_jobs_too(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "-m", "data=digits", "trainer=debug",

@@ -101,6 +101,10 @@ def test_a_killed_run_resumes_at_the_next_epoch_and_ends_with_the_same_artifacts
     assert _weights(tmp_path / "teacher.ckpt", "global_step") == 4  # 2 epochs x 2 batches
 
 
+# Two train.py processes (~20 s on a 2-core CPU without AVX-512): test-all. The fast suite
+# refuses a busy directory through the same command line and checks the run identity
+# in-process (test_unused_defaults_are_left_out_of_the_run_identity).
+@pytest.mark.slow
 def test_a_refused_rerun_leaves_the_run_directory_as_it_was(tmp_path):
     def train(*overrides):
         return subprocess.run(
@@ -217,6 +221,8 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, name, content, kind)
         convert_file(_compose("convert", [f"qann={path}"]))
 
 
+# A convert.py process (~10 s): test-all; the message itself is checked in-process above.
+@pytest.mark.slow
 def test_convert_py_names_a_json_file_given_as_a_checkpoint(tmp_path):
     path = tmp_path / "equivalence.json"
     path.write_text('{"equivalent": true}')
@@ -248,9 +254,10 @@ def test_a_missing_required_path_names_the_key(name, match):
 @pytest.mark.parametrize(
     "script, present, absent",
     [
-        ("convert.py", ["Usage: python convert.py qann=PATH", "qann: ???", "max_timesteps"],
-         ["model:", "teacher", "variant"]),
-        # Each starts a Python with torch (~7 s); one script's help is in the fast suite.
+        # Each starts a Python with torch (~10 s): test-all; the usage texts are config
+        # (conf/*.yaml), composed in the fast suite by the tests above.
+        pytest.param("convert.py", ["Usage: python convert.py qann=PATH", "qann: ???",
+                     "max_timesteps"], ["model:", "teacher", "variant"], marks=pytest.mark.slow),
         pytest.param("evaluate.py", ["Usage: python evaluate.py snn.path=PATH", "data: cifar10",
                      "path: ???"], ["model:", "teacher", "variant", "experiment"],
                      marks=pytest.mark.slow),

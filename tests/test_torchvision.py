@@ -52,12 +52,14 @@ def test_pet_runs_on_a_morphed_torchvision_network():
     assert report.equivalent, report
 
 
-# The families beyond ReLU, built as their library defines them, through the same run:
-# full size (vit_b_16 has 86M parameters), so slow; tests/test_zoo_exact.py proves their
-# conversion fast on narrow versions. Swin is traced with the data's input size.
-ZOO = [("torchvision", "resnet18")] + [
+# Every family, built as its library defines it, through the whole run: full size (vit_b_16
+# has 86M parameters; ResNet-18 alone takes ~12 s), so in test-all; the fast suite proves
+# their conversion on narrow versions (tests/test_zoo_exact.py, the classifiers above) and
+# runs PET on a morphed torchvision network. Swin is traced with the data's input size.
+ZOO = [
     pytest.param(library, name, marks=pytest.mark.slow)
     for library, name in [
+        ("torchvision", "resnet18"),
         ("torchvision", "vit_b_16"), ("torchvision", "swin_t"),
         ("torchvision", "convnext_tiny"), ("torchvision", "efficientnet_b0"),
         ("torchvision", "mobilenet_v3_small"), ("timm", "vit_tiny_patch16_224"),
