@@ -34,11 +34,11 @@ class _Rows:
     """The accumulated output after each of the first ``keep`` steps, ``[keep, B, ...]``
     per output leaf, preallocated and grown by doubling: no per-step list, no stack."""
 
-    def __init__(self, keep: int, on_output=None, spec=None):
+    def __init__(self, keep: int, on_output=None):
         self.keep = keep
         self.buffers: list[Tensor] = []
         self.on_output = on_output  # (t, output): handed each step's output, nothing kept
-        self.spec = spec
+        self.spec = None  # the output's structure, for on_output (set by the first step)
         self.given = 0  # steps handed to on_output so far
 
     def _reserve(self, steps: int, like: list[Tensor]) -> None:
@@ -213,8 +213,8 @@ class SpikingNetwork(nn.Module):
 
     def use_backend(self, backend: Backend | str) -> SpikingNetwork:
         """Simulate with ``backend``: ``"eager"`` (the reference, every operation as
-        written) or ``"compiled"`` (each neuron layer's update, output and activity fused
-        by ``torch.compile`` into one kernel; identical results, see
+        written) or ``"compiled"`` (each neuron layer's update and output fused by
+        ``torch.compile`` into one kernel that writes in place; identical results, see
         :func:`spikezip.snn.neuron.stbif_transition`). Neuron classes without a pure step
         run eagerly either way. Returns ``self``."""
         self.backend = choice("backend", backend, Backend)
