@@ -13,7 +13,8 @@ from spikezip.models import resnet18, resnet20, resnet34, small_cnn, vgg16
     [
         (lambda: resnet18(), torchvision.models.resnet18),
         (lambda: resnet34(rcr=True), torchvision.models.resnet34),
-        (lambda: vgg16(), torchvision.models.vgg16_bn),
+        # 138M parameters built twice (~4 s): test-all; the ResNets check the mechanism.
+        pytest.param(lambda: vgg16(), torchvision.models.vgg16_bn, marks=pytest.mark.slow),
     ],
 )
 def test_torchvision_weights_load_strictly(ours, theirs):

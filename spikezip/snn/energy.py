@@ -238,6 +238,7 @@ class EnergyMeter(LayerSums):
 
     def begin_batch(self, x: Tensor, activations: dict[str, Tensor]) -> None:
         super().begin_batch(x, activations)
+        self._batch = len(x)
         self.flops = {k: v.to(x.device) for k, v in self.flops.items()}
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
 
@@ -248,7 +249,8 @@ class EnergyMeter(LayerSums):
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.
             # Summed in float64: integer counts stay exact however the data are split.
             # Per position, the spikes over the samples (no batch-sized temporary), then
-            # the fan-outs: integer counts, exact in float32, summed in float64.
+            # the fan-outs: integer counts, exact in float32 while batch x fan-out < 2**24,
+            # summed in float64.
             fan = self._device_fanouts[name]
             spikes = torch.linalg.vector_norm(neuron.spike.reshape(-1, *fan.shape), 1, dim=0)
             events = (spikes * fan).sum(dtype=torch.float64)
@@ -260,8 +262,10 @@ class EnergyMeter(LayerSums):
             if not op.changed or op.last is None:
                 continue
             rows = op.changed_rows
-            # Samples that left the simulation (settled) compute nothing.
-            samples = snn.running if rows is None else rows.sum(dtype=torch.float64)
+            # Without a batch dimension common to its operands an operator is counted for
+            # every sample of the batch, as it computes them all when simulated whole
+            # (and so whether settled samples have left the simulation or not).
+            samples = self._batch if rows is None else rows.sum(dtype=torch.float64)
             fan = self._device_fanouts[name]
             # Per position, the samples whose output is non-zero (ord 0: a count).
             nonzero = torch.linalg.vector_norm(op.last.reshape(-1, *fan.shape), 0, dim=0)

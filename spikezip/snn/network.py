@@ -240,43 +240,58 @@ class SpikingNetwork(nn.Module):
 
     @torch.no_grad()
     def _probe_rows(self, x: Tensor) -> bool:
-        def shapes(batch: int):
+        def state(inputs: Tensor) -> dict:
             self.reset()
             for m in self._released():
                 m.begin(self.release.divisor)
                 m.releasing = True
-            one = x[:1].expand(batch, *x.shape[1:]).contiguous()
-            leaves, _ = tree_flatten(self.graph(one))
-            found = {"outputs": [leaf.shape[0] if leaf.dim() else None for leaf in leaves]}
+            leaves, _ = tree_flatten(self.graph(inputs))
+            found = {"outputs": leaves}
             for name, m in self.graph.named_modules():
                 if not isinstance(m, (SpikingNeuron, Accumulating)):
                     continue
                 for attr, value in vars(m).items():
-                    flat = value if isinstance(value, (list, tuple)) else [value]
+                    flat = list(value) if isinstance(value, (list, tuple)) else [value]
                     if flat and all(isinstance(v, Tensor) for v in flat):
-                        found[name, attr] = [v.shape[0] if v.dim() else None for v in flat]
+                        found[name, attr] = [v.clone() for v in flat]
             return found
 
+        # Two different samples, alone and together: each one's rows of every state must be
+        # the ones it has alone, consecutive and in batch order (shapes alone cannot tell a
+        # [B * N] layout from an [N * B] one).
+        a = x[:1]
+        b = torch.randn_like(a) * a.std().clamp_min(1) + a.mean()
         try:
-            one, two = shapes(1), shapes(2)
+            alone, other, both = state(a), state(b), state(torch.cat([a, b]))
         except Exception:  # a network that cannot run on a smaller batch: simulate it whole
             return False
         finally:
             self.reset()
-        if one["outputs"] != [1] * len(one["outputs"]) or one.keys() != two.keys():
+        if not (alone.keys() == other.keys() == both.keys()):
             return False
         declared = {
             (name, attr)
             for name, m in self.graph.named_modules()
             for attr in getattr(m, "batch_state", ())
         }
-        for key, rows in one.items():
-            grows = [r is not None and 2 * r == r2 for r, r2 in zip(rows, two[key], strict=True)]
-            if key == "outputs" or key in declared:
-                if not all(grows):
+        for key, tensors in both.items():
+            for i, together in enumerate(tensors):
+                first, second = alone[key][i], other[key][i]
+                if key != "outputs" and key not in declared:
+                    if together.shape != first.shape:  # follows the batch, nobody moves it
+                        return False
+                    continue
+                if key == "outputs" and (first.dim() == 0 or len(first) != 1):
                     return False
-            elif rows != two[key]:  # state that follows the batch but nobody moves
-                return False
+                if first.dim() == 0 or together.shape[0] != 2 * first.shape[0]:
+                    return False
+                if first.is_floating_point():
+                    scale = max(float(together.abs().max()), 1.0)
+                    same = torch.allclose(together, torch.cat([first, second]), 1e-5, 1e-6 * scale)
+                else:
+                    same = torch.equal(together, torch.cat([first, second]))
+                if not same:
+                    return False
         return True
 
     @torch.no_grad()
@@ -313,6 +328,8 @@ class SpikingNetwork(nn.Module):
                 rows.
             check_every: look for samples at equilibrium every this many steps (a
                 synchronisation with the host on a GPU); default 1 on the CPU, 8 on a GPU.
+                ``stop_at_equilibrium`` then stops up to ``check_every - 1`` steps after
+                the last sample settled (``t_eq`` is exact either way).
             on_output: called as ``on_output(t, output)`` with the accumulated output
                 after each of the first ``keep`` steps (every sample's, in the network's
                 output structure; read it at once, the next step changes it), instead of
@@ -334,6 +351,7 @@ class SpikingNetwork(nn.Module):
         check_every = check_every or (1 if x.device.type == "cpu" else 8)
         keep = timesteps if keep is None else min(keep, timesteps)
         self.reset()
+        self.running = batch
         released = self._released()
         neurons = self.neurons
         divisor = self.release.divisor
@@ -352,7 +370,6 @@ class SpikingNetwork(nn.Module):
         spec = None  # the structure of the network's output (one tensor, a tuple, ...)
         settled = False  # every sample at equilibrium
         steps = overhead
-        self.running = batch
         for t in range(overhead + 1, timesteps + 1):
             if settled and fast_forward:
                 break
