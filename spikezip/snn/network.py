@@ -230,8 +230,9 @@ class SpikingNetwork(nn.Module):
         per-sample state (the ``batch_state`` of each neuron layer and accumulating
         operator) and every output holds ``k`` consecutive rows per sample, and no other
         state grows with the batch. Found once per input shape by stepping the network on
-        one and on two samples; a network that mixes samples in its state (a layout with
-        the batch in another dimension) is simulated whole."""
+        two different samples alone and together (each one's rows must be its own, in
+        batch order); a network that mixes samples in its rows (the batch in another
+        dimension, or flattened inside another) is simulated whole."""
         key = (tuple(x.shape[1:]), x.dtype, x.device)
         known = self.__dict__.setdefault("_separable", {})
         if key not in known:
