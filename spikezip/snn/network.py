@@ -13,7 +13,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from spikezip.settings import Choice, choice
 from spikezip.snn.encoding import Encoding, Release
 from spikezip.snn.layers import Released
-from spikezip.snn.neuron import SpikingNeuron
+from spikezip.snn.neuron import SpikingNeuron, select_rows
 from spikezip.snn.operators import Accumulating
 
 # The one default budget of steps to reach equilibrium (conversion proof and evaluation).
@@ -379,10 +379,10 @@ class SpikingNetwork(nn.Module):
             for m in released:
                 m.releasing = releasing
             leaves, spec = tree_flatten(self.graph(share if releasing else zero))
-            kept.spec = spec
             if not totals:
                 totals = [y.clone() for y in leaves]
                 full = totals
+                kept.spec = spec
             else:
                 for total, y in zip(totals, leaves, strict=True):
                     total.add_(y)
@@ -410,7 +410,7 @@ class SpikingNetwork(nn.Module):
                         totals = [total.index_select(0, stay) for total in totals]
                         share, zero = share.index_select(0, stay), zero.index_select(0, stay)
                         for m in self._stateful():
-                            m.select_rows(stay, len(done))
+                            select_rows(m, stay, len(done))
                         self.running = len(stay)
             if on_step is not None:
                 on_step(t, self)

@@ -160,7 +160,7 @@ class SpikingNeuron(nn.Module):
 
     ``batch_state`` names the attributes that hold one row per sample (batch first):
     what the simulator keeps of a sample that is still running when others have settled
-    (:meth:`select_rows`). A subclass that adds per-sample state lists it there.
+    (:func:`select_rows`). A subclass that adds per-sample state lists it there.
     :meth:`transition` gives the class's pure step, or None for a class that only runs
     eagerly; with :meth:`use_compiled` the layer runs it compiled.
     """
@@ -220,18 +220,20 @@ class SpikingNeuron(nn.Module):
             ) from error
         return self._out
 
-    def select_rows(self, index: Tensor, batch: int) -> None:
-        """Keep the given samples (``index`` into the current ``batch`` samples) of every
-        per-sample state (:attr:`batch_state`); a state of ``k * batch`` rows holds ``k``
-        consecutive rows per sample."""
-        for name in self.batch_state:
-            setattr(self, name, take_rows(getattr(self, name, None), index, batch))
-
     def accumulated(self, out: Tensor | None = None) -> Tensor:
         """Total output so far, ``count * Vthr`` (written into ``out`` if given)."""
         if self.count is None:
             raise RuntimeError(f"{type(self).__name__} has no state: simulate an input first")
         return torch.mul(self.count, self.threshold, out=out)
+
+
+def select_rows(module: nn.Module, index: Tensor, batch: int) -> None:
+    """Keep the given samples (``index`` into the current ``batch`` samples) of every
+    per-sample state of ``module`` (the attributes its ``batch_state`` names: a neuron
+    layer's, an accumulating operator's); a state of ``k * batch`` rows holds ``k``
+    consecutive rows per sample."""
+    for name in module.batch_state:
+        setattr(module, name, take_rows(getattr(module, name, None), index, batch))
 
 
 def take_rows(value, index: Tensor, batch: int):

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from spikezip.snn.neuron import STBIF, take_rows
+from spikezip.snn.neuron import STBIF
 
 
 class Elementwise(nn.Module):
@@ -93,7 +93,7 @@ class Accumulating(nn.Module):
     """
 
     spikezip_leaf = True  # one node in a torch.fx graph
-    # Per-sample state (batch first), for the simulator's select_rows.
+    # Per-sample state (batch first), for the simulator's neuron.select_rows.
     batch_state = ("_totals", "_emitted", "changed_rows", "last")
 
     def __init__(self, op: nn.Module | Callable | str, streams: Sequence[bool], what: str):
@@ -116,11 +116,6 @@ class Accumulating(nn.Module):
         self.changed_rows: Tensor | None = None  # per sample, when the operands' dim 0 is it
         self.last: Tensor | None = None  # the last step's output
         self.evaluations = 0
-
-    def select_rows(self, index: Tensor, batch: int) -> None:
-        """Keep the state of the given samples only (see :meth:`SpikingNeuron.select_rows`)."""
-        for name in self.batch_state:
-            setattr(self, name, take_rows(getattr(self, name), index, batch))
 
     def _g(self, args, kwargs) -> Tensor:
         if self.module is not None:
