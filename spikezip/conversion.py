@@ -1,6 +1,7 @@
 """Convert a QANN and prove its SNN equivalent: what ``convert.py`` (and ``train.py``) do.
 
-``equivalence.json`` is written always; ``snn.pt`` only for an SNN proven equivalent.
+``equivalence.json`` is written always; ``snn.pt`` and ``hardware.json`` (the SNN's
+resources, measured on the proof's samples) only for an SNN proven equivalent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from spikezip.errors import SpikeZIPError
 from spikezip.io import write_json
 from spikezip.methods import MethodConfig, calibration_data, method_of, settings_of
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
+from spikezip.snn.hardware import measure_hardware
 
 
 class NotEquivalentError(SpikeZIPError, RuntimeError):
@@ -56,10 +58,10 @@ def convert_and_prove(
     """Convert ``qann`` as its method does and check it on ``sample`` in float64
     (default: :func:`sample_inputs`): an exact method's conversion of the float64 QANN is
     proven, and ``snn.pt`` holds that SNN in the QANN's dtype. Writes ``equivalence.json``
-    always and ``snn.pt`` for an exact method only if the SNN is proven equivalent; a
-    baseline's report says how far its SNN is from its ANN after ``max_timesteps`` steps,
-    and its ``snn.pt`` is written. ``calibration``: training batches (the rate method's
-    thresholds).
+    always, and ``snn.pt`` with ``hardware.json`` (its resources on the same samples) for
+    an exact method only if the SNN is proven equivalent; a baseline's report says how far
+    its SNN is from its ANN after ``max_timesteps`` steps, and its files are written.
+    ``calibration``: training batches (the rate method's thresholds).
 
     Raises:
         NotEquivalentError: an exact method's SNN differs; the message says where.
@@ -95,6 +97,10 @@ def convert_and_prove(
             f"the SNN is not equivalent to the QANN, snn.pt not written:\n{report}\n"
             f"(full report in {out_dir / 'equivalence.json'})"
         )
+    shape = tuple(metadata["input_shape"])
+    described = f"{len(sample)} {inputs} inputs"
+    resources = measure_hardware(proven, sample.double(), shape, max_timesteps, described)
+    write_json(resources, out_dir / "hardware.json")
     save_snn(snn, qann, out_dir / "snn.pt", metadata)
     return result
 
@@ -125,6 +131,7 @@ def conversion_summary(result: dict, out_dir: str | Path) -> str:
     ]
     if (out_dir / "snn.pt").exists():
         lines.append(f"  SNN             {out_dir / 'snn.pt'} (evaluate.py snn.path=...)")
+        lines.append(f"  resources       {out_dir / 'hardware.json'} (registers, synapses, memory)")
     return "\n".join(lines)
 
 

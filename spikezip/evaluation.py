@@ -3,7 +3,7 @@
 
 The report (``snn_eval.json``, ``acc_vs_timestep.csv/png`` (a detector's
 ``map_vs_timestep.csv/png``), ``t_eq_hist.png``,
-``energy.png``, optionally ``feature_maps.csv/png``) is built from sums that
+``energy.png``, ``hardware.json/png``, optionally ``feature_maps.csv/png``) is built from sums that
 ``reduce_sum`` adds over processes, so every process may hold part of the data.
 """
 
@@ -21,12 +21,19 @@ from spikezip.artifacts import load_snn
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
 from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
-from spikezip.io import write_csv
+from spikezip.io import write_csv, write_json
 from spikezip.methods import method_of
-from spikezip.plots import plot_curve, plot_energy, plot_feature_maps, plot_t_eq_histogram
+from spikezip.plots import (
+    plot_curve,
+    plot_energy,
+    plot_feature_maps,
+    plot_hardware,
+    plot_t_eq_histogram,
+)
 from spikezip.snn import SpikingNetwork, measure_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
 from spikezip.snn.feature_maps import FeatureMapMeter
+from spikezip.snn.hardware import HardwareMeter, format_hardware
 from spikezip.snn.measure import Curve, ReduceSum
 from spikezip.tasks import Report, task_for, write_report
 
@@ -92,7 +99,8 @@ def evaluate_snn(
     timesteps = settings.timesteps
     energy = EnergyMeter(snn, input_shape, timesteps, settings.energy)
     maps = FeatureMapMeter(snn, timesteps) if settings.feature_maps else None
-    meters = [energy] if maps is None else [energy, maps]
+    hardware = HardwareMeter(snn)
+    meters = [energy, hardware] if maps is None else [energy, hardware, maps]
     task = task_for(metadata["arch"])
     totals = measure_snn(
         snn,
@@ -130,6 +138,15 @@ def evaluate_snn(
         energy=energy.result(ann_flops(qann, input_shape)),
         feature_maps=maps.result() if maps is not None else None,
     )
+    resources = hardware.result(
+        input_shape,
+        report.t_eq_counts,
+        totals.settled,
+        report.energy["sop_per_layer"],
+        inputs=f"{totals.count} evaluation samples",
+    )
+    if write:
+        log.info("hardware resources (hardware.json):\n%s", format_hardware(resources))
     report.warnings = _warnings(report, max_accuracy_drop)
     for warning in report.warnings:
         log.warning(warning)
@@ -139,6 +156,8 @@ def evaluate_snn(
         write_curve(report.curve(), out_dir)
         plot_t_eq_histogram(t_eq, totals.count - totals.settled, out_dir / "t_eq_hist.png")
         plot_energy(report.energy, out_dir / "energy.png")
+        write_json(resources, out_dir / "hardware.json")
+        plot_hardware(resources, out_dir / "hardware.png")
         write_report(report, out_dir / "snn_eval.json")
     return report
 

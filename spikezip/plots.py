@@ -185,3 +185,33 @@ def plot_mean_curves(
         ax.legend(fontsize=7, loc="lower right")
 
     return _figure(draw, path)
+
+
+def plot_hardware(report: dict, path: str | Path) -> Path:
+    """Per neuron layer of ``hardware.json``: the membrane range measured (before firing,
+    in units of the threshold) as a bar, labelled with the tracer and membrane bits and the
+    spikes per neuron per inference."""
+    layers = [e for e in report["layers"] if e["membrane"] is not None]
+
+    def draw(ax):
+        y = np.arange(len(layers))
+        low = [e["membrane"]["min"] for e in layers]
+        high = [e["membrane"]["max"] for e in layers]
+        ax.barh(y, np.subtract(high, low), left=low, height=0.6, color="C0", alpha=0.7)
+        ax.axvline(0, color="gray", lw=0.8)
+        ax.axvline(1, color="gray", lw=0.8, ls="--")  # the threshold
+        for i, e in enumerate(layers):
+            tracer = f"S {e['tracer']['bits']}b" if e["tracer"] else "no tracer"
+            membrane = f", V {e['membrane_bits']}b" if e["membrane_bits"] is not None else ""
+            spikes = e["spikes_per_neuron"]
+            note = f"{tracer}{membrane}, {spikes['positive'] + spikes['negative']:.2f} spk/n"
+            ax.text(high[i], i, " " + note, va="center", fontsize=6)
+        ax.set_yticks(y, [e["name"] for e in layers], fontsize=6)
+        ax.invert_yaxis()
+        ax.set(
+            xlabel="membrane before firing (units of Vthr; dashed: Vthr)",
+            title="Neuron registers per layer",
+        )
+        ax.margins(x=0.35)
+
+    return _figure(draw, path)

@@ -134,7 +134,7 @@ def test_two_process_training_matches_one_process(tmp_path):
 def test_evaluation_on_two_processes_gives_the_same_report(tmp_path):
     run_dir = tmp_path / "run"
     _train(run_dir, "trainer=debug")
-    reports, probes = {}, {}
+    reports, probes, hardware = {}, {}, {}
     for procs in (1, 2):
         out, probe = tmp_path / f"eval{procs}", tmp_path / f"probe{procs}"
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -149,6 +149,7 @@ def test_evaluation_on_two_processes_gives_the_same_report(tmp_path):
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         reports[procs] = json.loads((out / "snn_eval.json").read_text())
+        hardware[procs] = json.loads((out / "hardware.json").read_text())
         probes[procs] = [json.loads((probe / f"rank{r}.json").read_text()) for r in range(procs)]
     # The two processes formed one group of two, and each measured its own share: the
     # shares are disjoint and make up the samples once. (Processes that never joined
@@ -168,6 +169,8 @@ def test_evaluation_on_two_processes_gives_the_same_report(tmp_path):
     assert reports[1] == reports[2]
     assert errors[0] == pytest.approx(errors[1], rel=1e-5)
     assert reports[1]["samples"] == 359
+    # The resources too: sums added, extremes (membrane, tracer, activity) combined.
+    assert hardware[1] == hardware[2] and hardware[1]["samples"] == 359
 
 
 @pytest.mark.slow

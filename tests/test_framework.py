@@ -171,8 +171,8 @@ def test_train_end_to_end_writes_every_artifact(debug_run):
     run_dir, summary = debug_run
     for name in ["teacher.ckpt", "qann.ckpt", "snn.pt", "snn_eval.json", "equivalence.json",
                  "acc_vs_timestep.csv", "acc_vs_timestep.png", "t_eq_hist.png", "energy.png",
-                 "feature_maps.csv", "feature_maps.png", "logs/pet/metrics.csv",
-                 "pet_snn/acc_vs_timestep.csv"]:  # fmt: skip
+                 "hardware.json", "hardware.png", "feature_maps.csv", "feature_maps.png",
+                 "logs/pet/metrics.csv", "pet_snn/acc_vs_timestep.csv"]:  # fmt: skip
         assert (run_dir / name).is_file(), name
     data = json.loads((run_dir / "snn_eval.json").read_text())
     for key in ["qann_accuracy", "snn_accuracy", "t_eq_mean", "t_eq_max", "agreement", "energy"]:
@@ -184,6 +184,10 @@ def test_train_end_to_end_writes_every_artifact(debug_run):
     assert len(energy["sop"]) == 8 and energy["ann_flops"] > 0 and energy["snn_joules"][-1] > 0
     assert json.loads((run_dir / "equivalence.json").read_text())["equivalent"] is True
     assert summary == data
+    hardware = json.loads((run_dir / "hardware.json").read_text())
+    assert hardware["samples"] == data["samples"]
+    assert hardware["network"]["t_eq"]["counts"] == data["t_eq_counts"]
+    assert [e["sops"] for e in hardware["layers"]] == list(energy["sop_per_layer"].values())
 
 
 def test_convert_and_evaluate_round_trip(debug_run, tmp_path):

@@ -243,7 +243,7 @@ class EnergyMeter(LayerSums):
         self._device_fanouts = {k: v.to(x.device, x.dtype) for k, v in self.fanouts.items()}
 
     def on_step(self, t: int, snn: SpikingNetwork) -> None:
-        if t > self.timesteps:
+        if t > self.timesteps or snn.resting:  # at rest no neuron fires, no operator acts
             return
         for name, neuron in self.neurons.items():
             # |spike| counts +1 and -1 alike: bipolar spikes never cancel in the count.

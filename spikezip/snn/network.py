@@ -142,6 +142,9 @@ class SpikingNetwork(nn.Module):
     # Samples of the current input still simulated (fewer than the batch once settled
     # samples have left it, with run(..., drop_settled=True)).
     running: int = 0
+    # True while a run records the steps after every sample settled without running them
+    # (their ``on_step`` sees the state at rest, unchanged).
+    resting: bool = False
 
     def __init__(self, graph: fx.GraphModule, release: Release, encoding: Encoding | str):
         super().__init__()
@@ -261,7 +264,7 @@ class SpikingNetwork(nn.Module):
         # the ones it has alone, consecutive and in batch order (shapes alone cannot tell a
         # [B * N] layout from an [N * B] one).
         a = x[:1]
-        b = torch.randn_like(a) * a.std().clamp_min(1) + a.mean()
+        b = torch.randn_like(a) * a.std(correction=0).clamp_min(1) + a.mean()  # 1 value: std 0
         try:
             alone, other, both = state(a), state(b), state(torch.cat([a, b]))
         except Exception:  # a network that cannot run on a smaller batch: simulate it whole
@@ -422,9 +425,13 @@ class SpikingNetwork(nn.Module):
             t_eq.index_copy_(0, rows, live)
         if settled and fast_forward and not stop_at_equilibrium:
             # Inputs are zero and no neuron fires: state and output stay as they are.
-            for t in range(steps + 1, timesteps + 1):
-                if on_step is not None:
-                    on_step(t, self)
+            self.resting = True
+            try:
+                for t in range(steps + 1, timesteps + 1):
+                    if on_step is not None:
+                        on_step(t, self)
+            finally:
+                self.resting = False
             kept.hold(steps, timesteps, full)
             steps = timesteps
         outputs = kept.result(min(steps, keep), full)
