@@ -20,7 +20,9 @@ from spikezip.errors import few
 from spikezip.io import CheckpointError, atomic_write, load_checkpoint
 from spikezip.methods import MethodConfig, method_of, settings_of
 from spikezip.models import build_model
+from spikezip.quant.integer import integerize
 from spikezip.snn import SpikingNetwork
+from spikezip.tracing import UnsupportedLayerError
 
 QANN_FORMAT = "spikezip-qann/1"
 SNN_FORMAT = "spikezip-snn/1"
@@ -84,7 +86,9 @@ def save_qann(
             "levels": int(levels),
             "input_shape": list(input_shape),
             "data": data,
-            "state_dict": qann.state_dict(),
+            # An integer QANN is stored as the float QANN it was made from and its plan.
+            "integer": getattr(qann, "plan", None),
+            "state_dict": getattr(qann, "source", qann).state_dict(),
         },
         path,
     )
@@ -109,12 +113,19 @@ def _rebuild_qann(payload: dict, path, state_key: str) -> nn.Module:
         raise CheckpointError(
             f"{path}: the weights do not fit the stored architecture: {err}"
         ) from err
+    plan = payload.get("integer")
+    if plan:
+        try:
+            return integerize(qann.eval(), plan, plan["input_shape"])
+        except (UnsupportedLayerError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: its integer plan does not fit its QANN: {err}") from err
     return qann.eval()
 
 
 def load_qann(path: str | Path) -> tuple[nn.Module, dict]:
     """``(qann, metadata)`` from a ``qann.ckpt``; metadata has ``method``, ``arch``,
-    ``levels``, ``input_shape``, ``data``."""
+    ``levels``, ``input_shape``, ``data`` and ``integer`` (the plan of an integer QANN,
+    which is then what is returned; else None)."""
     payload = _read(path, QANN_FORMAT)
     qann = _rebuild_qann(payload, path, "state_dict")
     return qann, {k: v for k, v in payload.items() if k != "state_dict"}
@@ -133,7 +144,8 @@ def save_snn(snn: SpikingNetwork, qann: nn.Module, path: str | Path, metadata: d
             "encoding": snn.encoding.value,
             "release_steps": snn.release_steps,
             "neurons": _neuron_kinds(snn),
-            "qann_state": qann.state_dict(),
+            "integer": getattr(qann, "plan", None),
+            "qann_state": getattr(qann, "source", qann).state_dict(),
             "snn_state": snn.state_dict(),
         },
         path,

@@ -40,6 +40,15 @@ def sample_inputs(metadata: dict, count: int = 16) -> tuple[Tensor, str]:
         except DatasetNotFoundError:
             pass  # e.g. converting on a machine without the dataset: random inputs below
     gen = torch.Generator().manual_seed(0)
+    pixels = (metadata.get("integer") or {}).get("pixels")
+    if pixels:  # an integer network takes images made of integer pixels
+        shape = (count, *metadata["input_shape"])
+        p = torch.randint(0, pixels["max"] + 1, shape, generator=gen).double() / pixels["max"]
+        view = (1, -1) + (1,) * (len(shape) - 2)
+        mean, std = (
+            torch.tensor(pixels[k], dtype=torch.float64).view(view) for k in ("mean", "std")
+        )
+        return ((p - mean) / std).float(), "random pixel"
     return torch.randn(count, *metadata["input_shape"], generator=gen), "random normal"
 
 

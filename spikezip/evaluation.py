@@ -21,7 +21,7 @@ from spikezip.artifacts import load_snn
 from spikezip.config import ConfigError, DType, EvaluateConfig, SimulationConfig, validate
 from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.distributed import init_from_env, is_rank_zero, reduce_sum, shard
-from spikezip.io import write_csv, write_json
+from spikezip.io import read_json, write_csv, write_json
 from spikezip.methods import method_of
 from spikezip.plots import (
     plot_curve,
@@ -30,8 +30,10 @@ from spikezip.plots import (
     plot_hardware,
     plot_t_eq_histogram,
 )
+from spikezip.quant.integer import is_integer
 from spikezip.snn import SpikingNetwork, measure_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
+from spikezip.snn.equivalence import prove_bit_exact
 from spikezip.snn.feature_maps import FeatureMapMeter
 from spikezip.snn.hardware import HardwareMeter, format_hardware
 from spikezip.snn.measure import Curve, ReduceSum
@@ -93,6 +95,11 @@ def evaluate_snn(
     report into ``out_dir``. Returns the report (``snn_eval.json``).
     """
     out_dir = Path(out_dir)
+    integer = is_integer(qann)
+    if integer and dtype is not DType.float64:
+        # Integers are exact in float64 (below 2**53); float32 would round large sums.
+        log.info("an integer SNN: simulated in float64, whose integers are exact")
+        dtype = DType.float64
     snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
     snn.use_backend(settings.backend)
     input_shape = tuple(metadata["input_shape"])
@@ -138,6 +145,10 @@ def evaluate_snn(
         energy=energy.result(ann_flops(qann, input_shape)),
         feature_maps=maps.result() if maps is not None else None,
     )
+    if integer:  # bit for bit, every level of every sample (a second, shorter pass)
+        report.bit_exact = prove_bit_exact(
+            qann, snn, batches, settings.max_timesteps, device, reduce_sum, progress
+        )
     resources = hardware.result(
         input_shape,
         report.t_eq_counts,
@@ -148,6 +159,16 @@ def evaluate_snn(
     if write:
         log.info("hardware resources (hardware.json):\n%s", format_hardware(resources))
     report.warnings = _warnings(report, max_accuracy_drop)
+    if integer and not report.bit_exact["bit_exact"]:
+        from spikezip.conversion import NotEquivalentError
+
+        proof = report.bit_exact
+        raise NotEquivalentError(
+            f"the integer SNN is not bit-exact on the evaluation samples: "
+            f"{proof['levels_differing']} of {proof['levels_compared']} neuron levels and "
+            f"{proof['outputs_differing']} of {proof['outputs_compared']} outputs differ, "
+            f"{proof['unsettled']} samples did not settle; no report written"
+        )
     for warning in report.warnings:
         log.warning(warning)
     if write:
@@ -158,8 +179,20 @@ def evaluate_snn(
         plot_energy(report.energy, out_dir / "energy.png")
         write_json(resources, out_dir / "hardware.json")
         plot_hardware(resources, out_dir / "hardware.png")
+        if integer:
+            _record_bit_exactness(report.bit_exact, out_dir / "equivalence.json")
         write_report(report, out_dir / "snn_eval.json")
     return report
+
+
+def _record_bit_exactness(proof: dict, path: Path) -> None:
+    """Add the whole-set proof to the conversion's ``equivalence.json`` (if it is here)."""
+    if not path.is_file():
+        return
+    result = read_json(path)
+    result["bit_exact"] = proof["bit_exact"]
+    result["bit_exact_check"] = {**proof, "inputs": "every evaluation sample"}
+    write_json(result, path)
 
 
 def _warnings(report: Report, max_accuracy_drop: float | None) -> list[str]:

@@ -27,6 +27,9 @@ class DatasetInfo:
     num_classes: int
     in_channels: int
     image_size: int
+    # How the stored integer pixels become the input: {"mean": [...], "std": [...],
+    # "max": 255} for x = (p / max - mean) / std; None when the input is not such images.
+    pixels: dict | None = None
     task = "classification"
 
 

@@ -20,7 +20,7 @@ from torchvision import transforms as T
 from torchvision.datasets import FashionMNIST
 
 from spikezip.data.base import DatasetInfo, DatasetNotFoundError, extract, subset
-from spikezip.data.mnist5k import load_mnist5k
+from spikezip.data.mnist5k import MNIST_MEAN, MNIST_STD, load_mnist5k
 
 # Where Debian/Ubuntu's dataset-fashion-mnist package puts the four original .gz files.
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -33,13 +33,17 @@ _CIFAR_STATS = {
 _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+def _pixels(stats, top: int = 255) -> dict:
+    return {"mean": list(stats[0]), "std": list(stats[1]), "max": top}
+
+
 INFO = {
-    "mnist5k": DatasetInfo(10, 1, 28),
-    "digits": DatasetInfo(10, 1, 8),
-    "fashion_mnist": DatasetInfo(10, 1, 28),
-    "cifar10": DatasetInfo(10, 3, 32),
-    "cifar100": DatasetInfo(100, 3, 32),
-    "imagenet": DatasetInfo(1000, 3, 224),
+    "mnist5k": DatasetInfo(10, 1, 28, _pixels(((MNIST_MEAN,), (MNIST_STD,)))),
+    "digits": DatasetInfo(10, 1, 8, _pixels(((0.0,), (1.0,)), 16)),  # 0..16, scaled to [0, 1]
+    "fashion_mnist": DatasetInfo(10, 1, 28, _pixels(_FASHION_MNIST_STATS)),
+    "cifar10": DatasetInfo(10, 3, 32, _pixels(_CIFAR_STATS["cifar10"])),
+    "cifar100": DatasetInfo(100, 3, 32, _pixels(_CIFAR_STATS["cifar100"])),
+    "imagenet": DatasetInfo(1000, 3, 224, _pixels(_IMAGENET_STATS)),
 }
 
 
@@ -175,5 +179,5 @@ def build_classification(
         train, val = _imagenet(root, INFO["imagenet"].image_size)
     info = INFO[name]
     if name == "imagenet":
-        info = DatasetInfo(len(train.classes), 3, info.image_size)
+        info = DatasetInfo(len(train.classes), 3, info.image_size, info.pixels)
     return subset(train, train_size, seed), subset(val, val_size, seed), info

@@ -16,7 +16,7 @@ from spikezip.methods import MethodConfig, method_of
 from spikezip.models import build_model
 from spikezip.optim import configure
 from spikezip.pet import EnsembleLoss, PathsResult, PETConfig, backward_paths
-from spikezip.pet.paths import fine_tuning_model
+from spikezip.pet.paths import export_network, fine_tuning_model
 from spikezip.snn import SpikingNetwork
 from spikezip.tasks import task_for
 
@@ -50,6 +50,9 @@ class PETModule(pl.LightningModule):
         teacher: the trained full-precision ANN; the QANN starts from its weights.
             Omitted when restoring a checkpoint (its weights are in the state dict).
         method: the conversion method (default: SpikeZIP).
+        inputs: ``{"pixels": ..., "shape": [...]}``, the dataset's pixel format
+            (:class:`spikezip.data.DatasetInfo`) and one sample's shape: what
+            ``pet.weight_bits`` needs.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class PETModule(pl.LightningModule):
         config: PETConfig | dict | None = None,
         teacher: nn.Module | None = None,
         method: MethodConfig | dict | None = None,
+        inputs: dict | None = None,
     ):
         super().__init__()
         if not isinstance(config, PETConfig):
@@ -65,11 +69,13 @@ class PETModule(pl.LightningModule):
         if not isinstance(method, MethodConfig):
             method = MethodConfig(**(method or {}))
         hparams = {"arch": arch, "pet": to_plain(config), "method": to_plain(method)}
+        if inputs is not None:
+            hparams["inputs"] = inputs
         self.save_hyperparameters(hparams)
         self.config, self.method = config, method
         teacher = copy.deepcopy(teacher) if teacher is not None else build_model(**arch)
         self.conversion = method_of(method)
-        self.pet = fine_tuning_model(teacher, config, self.conversion, method)
+        self.pet = fine_tuning_model(teacher, config, self.conversion, method, inputs)
         self.teacher = teacher.eval().requires_grad_(False)
         task = task_for(arch)
         if not self.conversion.ensemble:  # one path: its weight in eq. 6 is 1
@@ -109,8 +115,9 @@ class PETModule(pl.LightningModule):
 
     def export_qann(self) -> nn.Module:
         """The major path as a plain network (for SpikeZIP a QANN ``to_snn`` converts
-        exactly)."""
-        return self.pet.export_major_path()
+        exactly); with ``pet.weight_bits`` the integer QANN of it (its float source as
+        ``.source``)."""
+        return export_network(self.pet)
 
     def to_spiking(self, qann: nn.Module, encoding, calibration=None) -> SpikingNetwork:
         """The SNN of an exported network, as the method converts it (the rate method

@@ -67,6 +67,7 @@ class Run:
     train_loader: DataLoader
     val_loader: DataLoader
     wandb: WandbLogger | None = None
+    pixels: dict | None = None  # how the dataset stores its pixels (integer weights)
 
     def calibration(self) -> DataLoader | None:
         """The batches a calibrating method (rate coding) sets its thresholds on (the
@@ -184,7 +185,9 @@ def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
     )
     val_loader = DataLoader(val, d.eval_batch_size, shuffle=False, **workers)
     shape = (info.in_channels, info.image_size, info.image_size)
-    return Run(cfg, run_dir, cfg.model.arch(info), shape, train_loader, val_loader)
+    return Run(
+        cfg, run_dir, cfg.model.arch(info), shape, train_loader, val_loader, pixels=info.pixels
+    )
 
 
 def obtain_teacher(run: Run) -> nn.Module:
@@ -244,7 +247,8 @@ def _make_teacher(run: Run, path: Path) -> nn.Module:
 
 def run_pet(run: Run, teacher: nn.Module) -> PETModule:
     """PET fine-tuning with the conversion callback; resumes from its last checkpoint."""
-    module = PETModule(run.arch, run.cfg.pet, teacher=teacher, method=run.cfg.method)
+    inputs = {"pixels": run.pixels, "shape": list(run.input_shape)}
+    module = PETModule(run.arch, run.cfg.pet, teacher=teacher, method=run.cfg.method, inputs=inputs)
     callback = SNNConversionCallback(run.cfg.snn, run.dir / "pet_snn", run.calibration())
     pet = run.cfg.pet
     run.fit("pet", module, pet.epochs, pet.optimizer.lr, [callback])

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from spikezip.optim import OptimizerConfig
+from spikezip.quant.integer import check_weight_bits
 from spikezip.quant.qrelu import check_levels
 from spikezip.settings import Choice, SettingError, choice, positive
 
@@ -58,6 +59,8 @@ class PETConfig:
     scale and batch-norm sharing schemes. ``epochs``, ``optimizer``: the fine-tuning.
     ``max_accuracy_drop``: a finished run whose QANN is more than this (a fraction) below
     its teacher's accuracy gets a warning in the log and in ``snn_eval.json``.
+    ``weight_bits``: integer weights of that many bits and an integer QANN, whose SNN is
+    bit-exact (:mod:`spikezip.quant.integer`); None keeps float weights.
     """
 
     levels: list[int] = field(default_factory=lambda: [8, 4, 2])
@@ -70,6 +73,9 @@ class PETConfig:
     epochs: int = 5
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=0.01))
     max_accuracy_drop: float = 0.05  # a QANN this far below its teacher gets a warning
+    # Integer weights of this many bits (2..16), per output channel on a grid that makes
+    # every threshold an integer (spikezip.quant.integer); None: float weights.
+    weight_bits: int | None = None
 
     def __post_init__(self):
         self.levels = check_path_levels(self.levels)
@@ -81,5 +87,9 @@ class PETConfig:
         self.bn_sharing = choice("bn_sharing", self.bn_sharing, Sharing)
         positive("epochs", self.epochs)  # an untrained QANN has no learned scales
         positive("max_accuracy_drop", self.max_accuracy_drop, zero=True)
+        try:
+            self.weight_bits = check_weight_bits(self.weight_bits)
+        except ValueError as err:
+            raise SettingError(str(err)) from None
         if isinstance(self.optimizer, dict):
             self.optimizer = OptimizerConfig(**self.optimizer)

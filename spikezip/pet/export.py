@@ -11,12 +11,13 @@ from spikezip.io import CheckpointError, load_checkpoint
 from spikezip.methods import method_of, settings_of
 from spikezip.models import build_model
 from spikezip.pet.config import PETConfig
-from spikezip.pet.paths import fine_tuning_model
+from spikezip.pet.paths import export_network, fine_tuning_model
 
 
 def export_from_checkpoint(path: str | Path) -> nn.Module:
     """The major path of the PET model saved in a ``PETModule`` checkpoint, as a plain QANN
-    (for a baseline method, its fine-tuned ANN).
+    (for a baseline method, its fine-tuned ANN; trained with ``pet.weight_bits``, the
+    integer QANN).
 
     The network is rebuilt from the checkpoint's hyper-parameters (``arch``, the ``pet``
     and ``method`` settings) and its ``pet.*`` weights; the teacher and optimizer are ignored.
@@ -30,7 +31,9 @@ def export_from_checkpoint(path: str | Path) -> nn.Module:
         )
     config = PETConfig(**hparams["pet"])
     settings = settings_of(hparams.get("method"))
-    pet = fine_tuning_model(build_model(**hparams["arch"]), config, method_of(settings), settings)
+    model = build_model(**hparams["arch"])
+    inputs = hparams.get("inputs")
+    pet = fine_tuning_model(model, config, method_of(settings), settings, inputs)
     weights = {k: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("pet.")}
     consume_prefix_in_state_dict_if_present(weights, "pet.")
     try:
@@ -39,4 +42,4 @@ def export_from_checkpoint(path: str | Path) -> nn.Module:
         raise CheckpointError(
             f"checkpoint {path} does not match its own architecture: {err}"
         ) from err
-    return pet.export_major_path()
+    return export_network(pet)

@@ -18,8 +18,14 @@ from torch import Tensor, nn
 
 from spikezip.methods import Method
 from spikezip.pet.config import PETConfig, Sharing, check_path_levels
+from spikezip.quant.integer import (
+    attach_weight_grids,
+    integer_plan,
+    integerize,
+    remove_weight_grids,
+)
 from spikezip.quant.qrelu import QReLU, lsq_init_scale, lsq_quantize
-from spikezip.settings import choice
+from spikezip.settings import SettingError, choice
 
 
 class PathSelector:
@@ -160,14 +166,33 @@ class PETModel(nn.Module):
 
     def export_major_path(self) -> nn.Module:
         """A plain QANN (eval mode) computing exactly the major path: its batch-norm
-        statistics, Q-ReLUs with ``n_mp`` levels and its step. ``to_snn`` converts it."""
-        exported = copy.deepcopy(self.net)
+        statistics, Q-ReLUs with ``n_mp`` levels and its step, weights on their integer
+        grid if trained on one (:meth:`integer_plan`). ``to_snn`` converts it."""
+        exported = remove_weight_grids(copy.deepcopy(self.net))
         for name, module in list(exported.named_modules()):
             if isinstance(module, PathQReLU):
                 exported.set_submodule(name, module.export(0))
             elif isinstance(module, PathBatchNorm):
                 exported.set_submodule(name, copy.deepcopy(module.norm(0)))
         return exported.eval()
+
+    # Set by use_weight_grids: the bits, the input's pixels and shape, each layer's Link.
+    grids: tuple | None = None
+
+    def use_weight_grids(self, bits: int, pixels, input_shape) -> PETModel:
+        """Train every conv / linear weight on its integer grid of ``bits`` bits (see
+        :mod:`spikezip.quant.integer`); ``pixels``: the input's pixel format."""
+        found = attach_weight_grids(self.net, self.export_major_path(), bits, pixels)
+        self.grids = (bits, pixels, list(input_shape), found)
+        return self
+
+    def integer_plan(self) -> dict | None:
+        """What :func:`spikezip.quant.integerize` needs with the exported major path (None
+        for float weights)."""
+        if self.grids is None:
+            return None
+        bits, pixels, shape, found = self.grids
+        return {**integer_plan(self.net, bits, pixels, found), "input_shape": shape}
 
 
 def to_pet(
@@ -207,18 +232,46 @@ def to_pet(
 
 
 def fine_tuning_model(
-    teacher: nn.Module, config: PETConfig, method: Method, settings=None
+    teacher: nn.Module, config: PETConfig, method: Method, settings=None, inputs=None
 ) -> PETModel:
     """What a run fine-tunes from the teacher: for a method trained by the ensemble
     (:attr:`Method.ensemble`, SpikeZIP) the PET model of its student (all
     ``config.levels`` paths); for the others their own ANN (:meth:`Method.student`, with
     its L) as a single path, trained with the same loss, epochs and
     optimizer. ``settings``: the method's (:class:`spikezip.methods.MethodConfig`), whose
-    ``levels`` is such a method's own L when set (:meth:`Method.fine_tuned_levels`)."""
+    ``levels`` is such a method's own L when set (:meth:`Method.fine_tuned_levels`).
+    With ``config.weight_bits`` the weights train on their integer grid; ``inputs``
+    (``{"pixels": ..., "shape": ...}``, the dataset's pixel format and one sample's shape)
+    is then needed."""
     levels = method.fine_tuned_levels(config, settings)
     student = method.student(teacher, levels[0], settings)
     if method.ensemble:
-        return to_pet(
+        model = to_pet(
             student, levels, scale_sharing=config.scale_sharing, bn_sharing=config.bn_sharing
         )
-    return PETModel(student, levels, PathSelector())
+    else:
+        model = PETModel(student, levels, PathSelector())
+    if config.weight_bits is not None:
+        if not method.exact:
+            raise SettingError(
+                f"pet.weight_bits applies to SpikeZIP's exact SNNs; method={method.name} "
+                "is approximate by design"
+            )
+        if not inputs or "shape" not in inputs:
+            raise SettingError(
+                "pet.weight_bits needs the input's pixel format and shape "
+                "(fine_tuning_model(..., inputs={'pixels': ..., 'shape': ...}))"
+            )
+        model.use_weight_grids(config.weight_bits, inputs.get("pixels"), inputs["shape"])
+    return model
+
+
+def export_network(model: PETModel) -> nn.Module:
+    """The network a run converts: the major path (:meth:`PETModel.export_major_path`),
+    or, trained on integer grids, its integer QANN (:func:`spikezip.quant.integerize`),
+    whose ``source`` is the float QANN."""
+    qann = model.export_major_path()
+    plan = model.integer_plan()
+    if plan is None:
+        return qann
+    return integerize(qann, plan, plan["input_shape"])

@@ -20,12 +20,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from torch.utils._pytree import tree_flatten
 
 from spikezip.convertible import _ADD_OPS, BATCHNORM, WEIGHTED, Kind, Plan, check_graph
+from spikezip.quant.integer import IntQReLU, PixelLevels, is_integer
 from spikezip.quant.qrelu import QReLU
 from spikezip.settings import choice
 from spikezip.snn.encoding import Encoding, release_for
 from spikezip.snn.layers import ReleasedConstant, SpikingAffine, SpikingBatchNorm
 from spikezip.snn.network import Backend, SpikingNetwork
-from spikezip.snn.neuron import STBIF, SpikingNeuron
+from spikezip.snn.neuron import STBIF, IntegerSTBIF, SpikingNeuron
 from spikezip.snn.operators import Accumulating, Elementwise, GradedNeuron
 from spikezip.tracing import UnsupportedLayerError, describe, op_name, trace
 
@@ -64,6 +65,30 @@ def stbif_from_qrelu(name: str, qrelu: nn.Module) -> STBIF:
 
 # SpikeZIP's own rule: every Q-ReLU becomes an ST-BIF neuron.
 ST_BIF = NeuronRule(QReLU, stbif_from_qrelu)
+
+
+def integer_stbif(name: str, q: nn.Module) -> IntegerSTBIF:
+    """``IntQReLU(m, n)`` -> ``IntegerSTBIF(Vthr=m, S_max=n, V0=floor(m/2))``: bit-exact."""
+    return IntegerSTBIF(q.threshold.detach(), q.levels, q.min_level)
+
+
+# An integer QANN's rule (pet.weight_bits): every integer Q-ReLU becomes an integer ST-BIF.
+INTEGER_ST_BIF = NeuronRule(IntQReLU, integer_stbif)
+
+
+def _take_input_map(gm: fx.GraphModule) -> nn.Module | None:
+    """Remove the module that the input alone goes through first (an integer QANN's
+    :class:`PixelLevels`) and return it: the SNN applies it before releasing the input."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1 or len(placeholders[0].users) != 1:
+        return None
+    (user,) = placeholders[0].users
+    module = _module_of(gm, user)
+    if not isinstance(module, PixelLevels):
+        return None
+    user.replace_all_uses_with(placeholders[0])
+    gm.graph.erase_node(user)
+    return module
 
 
 def _module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
@@ -270,8 +295,12 @@ def to_snn(
     """
     encoding = choice("encoding", encoding, Encoding)
     backend = choice("backend", backend, Backend)
+    integer = is_integer(qann)
+    if integer and neuron is ST_BIF:
+        neuron = INTEGER_ST_BIF
     model = copy.deepcopy(qann).eval()
     gm = trace(model)
+    input_map = _take_input_map(gm) if integer else None
     no_accumulating = None
     if encoding is Encoding.constant:
         no_accumulating = (
@@ -307,6 +336,10 @@ def to_snn(
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    snn = SpikingNetwork(gm, release_for(encoding, max(levels), release_steps), encoding)
+    release = release_for(encoding, max(levels), release_steps, integer=integer)
+    snn = SpikingNetwork(gm, release, encoding)
     snn.operators = operators
+    if integer:  # what the hardware report reads
+        snn.input_map = input_map
+        snn.weight_bits, snn.bias_bits = qann.weight_bits, qann.bias_bits
     return snn.use_backend(backend)

@@ -30,6 +30,9 @@ class Release:
     ``1..steps`` (whole, on every step, when ``steps`` is None)."""
 
     steps: int | None
+    # Integer shares (an integer SNN): step t of d releases floor(t X / d) - floor((t-1) X / d)
+    # of a total X, so every share is an integer and the d shares sum to X exactly.
+    integer: bool = False
 
     def __post_init__(self):
         if self.steps is not None and self.steps < 1:
@@ -40,6 +43,15 @@ class Release:
         """One step releases ``1 / divisor`` of the input and of each bias (a division,
         not a product with ``1 / n``: the same rounding as the QANN's own arithmetic)."""
         return 1 if self.steps is None else self.steps
+
+    def portion(self, total: Tensor, t: int) -> Tensor:
+        """What step ``t`` (1-based, a releasing step) receives of ``total``: ``total /
+        divisor``, or with :attr:`integer` the integer share (exact in float64 for
+        integers below ``2 ** 53 / divisor``)."""
+        d = self.divisor
+        if not self.integer or d == 1:
+            return total / d
+        return torch.floor(total * t / d) - torch.floor(total * (t - 1) / d)
 
     def releasing(self, t: int) -> bool:
         """Whether step ``t`` (1-based) receives input and bias."""
@@ -66,12 +78,17 @@ class Release:
         return total / t if self.steps is None else total
 
 
-def release_for(encoding: Encoding | str, levels: int, release_steps: int | None = None) -> Release:
+def release_for(
+    encoding: Encoding | str, levels: int, release_steps: int | None = None, integer: bool = False
+) -> Release:
     """The schedule of ``encoding`` for a network whose largest quantization level is
-    ``levels`` (``T_off = n`` for ``even`` unless ``release_steps`` overrides it)."""
+    ``levels`` (``T_off = n`` for ``even`` unless ``release_steps`` overrides it);
+    ``integer``: in integer shares (an integer SNN)."""
     encoding = Encoding(encoding)
     if release_steps is not None and encoding is not Encoding.even:
         raise ValueError("release_steps applies to encoding='even' only")
+    if integer and encoding is Encoding.constant:
+        raise ValueError("an integer SNN releases its input once or evenly, not constantly")
     if encoding is Encoding.even:
-        return Release(release_steps if release_steps is not None else levels)
-    return Release(1 if encoding is Encoding.once else None)
+        return Release(release_steps if release_steps is not None else levels, integer)
+    return Release(1 if encoding is Encoding.once else None, integer)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
+from spikezip.snn.neuron import IntegerSTBIF
 from spikezip.snn.reference import run_with_activations
 
 
@@ -46,6 +47,11 @@ class EquivalenceReport:
     rtol: float
     dtype: str
     operators: dict[str, str] = field(default_factory=dict)
+    # An integer SNN's (else None): every level and output identical, and what was compared.
+    bit_exact: bool | None = None
+    levels_compared: int | None = None
+    outputs_compared: int | None = None
+    outputs_differing: int | None = None
     equivalent: bool = field(init=False)
 
     def __post_init__(self):
@@ -54,6 +60,7 @@ class EquivalenceReport:
             and all(layer.mismatches == 0 for layer in self.layers)
             and self.output_rel_diff <= self.rtol
             and self.agreement == 1.0
+            and self.bit_exact is not False
         )
 
     def to_dict(self) -> dict:
@@ -75,6 +82,12 @@ class EquivalenceReport:
         if self.operators:
             kinds = Counter(self.operators.values())
             rows.append("operators: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        if self.bit_exact is not None:
+            rows.append(
+                f"bit-exact: {self.bit_exact} ({self.levels_compared} neuron levels and "
+                f"{self.outputs_compared} outputs compared, {self.outputs_differing} outputs "
+                "differ)"
+            )
         rows.append(f"equivalent: {self.equivalent}")
         return "\n".join(rows)
 
@@ -124,13 +137,16 @@ def check_equivalence(
             LayerReport(
                 name=name,
                 max_abs_diff=float(diff.max()),
-                mismatches=int((diff > 0.5 * neuron.threshold).sum()),
+                mismatches=int((diff > 0.5 * neuron.level_unit).sum()),
                 numel=diff.numel(),
             )
         )
     out_diff = rel_diff = 0.0
     agree = None
+    outputs = differing = 0
     for g, e in zip(got, tree_flatten(expected)[0], strict=True):
+        outputs += e.numel()
+        differing += int((g != e).sum())
         diff = float((g - e).abs().max()) if e.numel() else 0.0
         scale = float(e.abs().max().clamp_min(torch.finfo(e.dtype).tiny)) if e.numel() else 1.0
         out_diff, rel_diff = max(out_diff, diff), max(rel_diff, diff / scale)
@@ -147,4 +163,64 @@ def check_equivalence(
         rtol=_default_rtol(x.dtype) if rtol is None else rtol,
         dtype=str(x.dtype).replace("torch.", ""),
         operators=dict(snn.operators),
+        **_bit_exactness(neurons, layers, outputs, differing),
     )
+
+
+def _bit_exactness(neurons: dict, layers: list[LayerReport], outputs: int, differing: int) -> dict:
+    """For an integer SNN (its neurons :class:`IntegerSTBIF`): whether every neuron level
+    and every output equals the integer QANN's, and how many were compared."""
+    if not neurons or not all(isinstance(n, IntegerSTBIF) for n in neurons.values()):
+        return {}
+    exact = differing == 0 and all(layer.max_abs_diff == 0 for layer in layers)
+    return {
+        "bit_exact": exact,
+        "levels_compared": sum(layer.numel for layer in layers),
+        "outputs_compared": outputs,
+        "outputs_differing": differing,
+    }
+
+
+@torch.no_grad()
+def prove_bit_exact(
+    qann: nn.Module,
+    snn: SpikingNetwork,
+    batches,
+    max_timesteps: int = MAX_TIMESTEPS,
+    device: torch.device | str | None = None,
+    reduce_sum=None,
+    progress: bool = False,
+) -> dict:
+    """:func:`check_equivalence` of an integer SNN on every batch (the whole validation
+    set): the samples, neuron levels and outputs compared, those that differ, and
+    ``bit_exact`` (every level and every output identical, every sample settled). With
+    ``reduce_sum`` the counts are added over processes."""
+    totals = torch.zeros(6, dtype=torch.float64)  # samples, levels, differing, outputs, ...
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("bit-exactness over the validation set", total=None)
+        for x, _ in batches:
+            x = x.to(device=device, dtype=torch.float64)
+            report = check_equivalence(qann, snn, x, max_timesteps)
+            if report.bit_exact is None:
+                raise ValueError("prove_bit_exact needs an integer SNN (pet.weight_bits)")
+            mismatched = sum(layer.mismatches for layer in report.layers)
+            settled = sum(1 for t in report.t_eq if t >= 0)
+            totals += torch.tensor(
+                [len(x), report.levels_compared, mismatched, report.outputs_compared,
+                 report.outputs_differing, len(x) - settled],
+                dtype=torch.float64,
+            )  # fmt: skip
+            bar.advance(task)
+    if reduce_sum is not None:
+        totals = reduce_sum(totals)
+    samples, levels, mismatched, outputs, differing, unsettled = (int(v) for v in totals.tolist())
+    return {
+        "bit_exact": samples > 0 and mismatched == differing == unsettled == 0,
+        "samples": samples,
+        "neurons_per_sample": levels // max(samples, 1),
+        "levels_compared": levels,
+        "levels_differing": mismatched,
+        "outputs_compared": outputs,
+        "outputs_differing": differing,
+        "unsettled": unsettled,
+    }

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikezip.snn.encoding import Release
+
 
 class Released(nn.Module):
     """Base of everything that enters the SNN as the input does: a share ``1 / d`` on the
@@ -21,10 +23,18 @@ class Released(nn.Module):
         super().__init__()
         self.releasing = False
         self.divisor = 1
+        self.release: Release | None = None  # an integer release: the share changes per step
 
-    def begin(self, divisor: int) -> None:
-        """Prepare the coming run, whose releasing steps each carry ``1 / divisor``."""
+    def begin(self, divisor: int, release: Release | None = None) -> None:
+        """Prepare the coming run, whose releasing steps each carry ``1 / divisor`` (with
+        an integer ``release``, the integer shares of :meth:`Release.portion`; the
+        simulator then calls :meth:`at` before each releasing step)."""
         self.divisor = divisor
+        self.release = release if release is not None and release.integer else None
+
+    def at(self, t: int) -> None:
+        """Step ``t`` of an integer release comes next."""
+        self._t = t
 
 
 class ReleasedConstant(Released):
@@ -36,6 +46,8 @@ class ReleasedConstant(Released):
 
     def forward(self, c):
         if self.releasing:
+            if self.release is not None:
+                return self.release.portion(c, self._t)
             return c / self.divisor
         return torch.zeros_like(c) if isinstance(c, Tensor) else 0.0
 
@@ -53,10 +65,14 @@ class ReleasedBias(Released):
         self.register_buffer("bias", bias.detach().clone())
         self._share: Tensor | None = None
 
-    def begin(self, divisor: int) -> None:
+    def begin(self, divisor: int, release: Release | None = None) -> None:
         """Precompute the bias released per step, ``b / divisor``, for the coming run."""
-        super().begin(divisor)
+        super().begin(divisor, release)
         self._share = self.bias / divisor
+
+    def at(self, t: int) -> None:
+        super().at(t)
+        self._share = self.release.portion(self.bias, t)
 
 
 class SpikingAffine(ReleasedBias):

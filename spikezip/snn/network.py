@@ -151,6 +151,8 @@ class SpikingNetwork(nn.Module):
         self.graph = graph
         self.release = release
         self.encoding = Encoding(encoding)
+        # Applied to the input before it is released (an integer SNN's pixel levels).
+        self.input_map: nn.Module | None = None
 
     def prepare(self, x: Tensor, on_step: Callable[[int, SpikingNetwork], None] | None) -> None:
         """What a method does with the input before its output counts: called by
@@ -349,6 +351,8 @@ class SpikingNetwork(nn.Module):
                 f"on every input before its output counts, got {timesteps}"
             )
         self._check_input(x)
+        if self.input_map is not None:  # e.g. an integer SNN's pixels: before any release
+            x = self.input_map(x)
         batch = x.shape[0]
         settles = self.release.steps is not None
         dropping = drop_settled and settles and batch > 1 and self.rows_separable(x)
@@ -360,10 +364,11 @@ class SpikingNetwork(nn.Module):
         neurons = self.neurons
         divisor = self.release.divisor
         share, zero = x / divisor, torch.zeros_like(x)
+        integer = self.release if self.release.integer else None  # shares change per step
         if overhead:
             self.prepare(share, on_step)
         for m in released:
-            m.begin(divisor)
+            m.begin(divisor, integer)
         t_eq = torch.full((batch,), -1, dtype=torch.long, device=x.device)
         live = t_eq  # T_eq of the rows still simulated
         rows: Tensor | None = None  # their sample indices, once some have left (None: all)
@@ -381,6 +386,10 @@ class SpikingNetwork(nn.Module):
             releasing = self.release.releasing(t - overhead)
             for m in released:
                 m.releasing = releasing
+            if integer is not None and releasing:
+                share = integer.portion(x, t - overhead)
+                for m in released:
+                    m.at(t - overhead)
             leaves, spec = tree_flatten(self.graph(share if releasing else zero))
             if not totals:
                 totals = [y.clone() for y in leaves]
@@ -412,6 +421,7 @@ class SpikingNetwork(nn.Module):
                         rows, live = rows[stay], live[stay]
                         totals = [total.index_select(0, stay) for total in totals]
                         share, zero = share.index_select(0, stay), zero.index_select(0, stay)
+                        x = x.index_select(0, stay)
                         for m in self._stateful():
                             select_rows(m, stay, len(done))
                         self.running = len(stay)

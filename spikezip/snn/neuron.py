@@ -54,6 +54,15 @@ def stbif_transition(
     return spike * threshold, NeuronState(v, count, spike)
 
 
+def integer_stbif_transition(
+    state: NeuronState, x: Tensor, threshold: Tensor, tracer_min: int, tracer_max: int
+) -> tuple[Tensor, NeuronState]:
+    """:func:`stbif_transition` of an integer SNN: the output is the spike itself (its
+    unit is folded into the next layer's integer weights)."""
+    _, following = stbif_transition(state, x, threshold, tracer_min, tracer_max)
+    return following.spike, following
+
+
 def if_transition(state: NeuronState, x: Tensor, threshold: Tensor) -> tuple[Tensor, NeuronState]:
     """One time-step of IF neurons (:func:`if_step`) as a pure function; returns
     ``(out, next_state)`` as :func:`stbif_transition` does."""
@@ -220,6 +229,11 @@ class SpikingNeuron(nn.Module):
             ) from error
         return self._out
 
+    @property
+    def level_unit(self) -> Tensor:
+        """What one level of the neuron's output is worth: ``Vthr`` (one spike)."""
+        return self.threshold
+
     def accumulated(self, out: Tensor | None = None) -> Tensor:
         """Total output so far, ``count * Vthr`` (written into ``out`` if given)."""
         if self.count is None:
@@ -300,6 +314,45 @@ class STBIF(SpikingNeuron):
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold.item():.4g}, levels={self.levels}"
+
+
+class IntegerSTBIF(STBIF):
+    """ST-BIF neurons of an integer SNN (``pet.weight_bits``): integer thresholds ``m``
+    (one per channel, ``[C, 1, ...]``), membrane and input integers, ``V0 = floor(m / 2)``,
+    and each spike's output is the spike itself (``+1`` / ``-1``): the next layer's
+    integer weights carry its unit. After the simulation the tracer is the integer
+    Q-ReLU's level (:class:`spikezip.quant.integer.IntQReLU`), bit for bit."""
+
+    def _init_state(self, x: Tensor) -> None:
+        self.v = torch.floor(self.threshold / 2).to(x.dtype).expand_as(x).clone()
+        self.count = torch.zeros_like(x)
+        self.spike = torch.empty_like(x)
+
+    @property
+    def level_unit(self) -> Tensor:
+        return torch.ones((), dtype=self.threshold.dtype, device=self.threshold.device)
+
+    def transition(self):
+        if type(self).step is not STBIF.step:
+            return None
+        return integer_stbif_transition, (self.threshold, self.tracer_min, self.levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.compiled:
+            return self._compiled_step(x)
+        self.step(x)
+        return self.spike
+
+    def accumulated(self, out: Tensor | None = None) -> Tensor:
+        """The levels so far: the tracer (written into ``out`` if given)."""
+        if self.count is None:
+            raise RuntimeError(f"{type(self).__name__} has no state: simulate an input first")
+        if out is None:
+            return self.count.clone()
+        return out.copy_(self.count)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.threshold.numel()}, levels={self.levels}, integer"
 
 
 class IFNeuron(SpikingNeuron):

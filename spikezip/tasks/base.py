@@ -86,6 +86,8 @@ class Report(Mapping):
     dtype: str = "float32"
     energy: dict | None = None
     feature_maps: dict | None = None
+    # An integer SNN's proof over every sample measured (spikezip.snn.prove_bit_exact).
+    bit_exact: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
     def curve(self) -> Curve:
