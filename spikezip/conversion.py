@@ -14,10 +14,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from spikezip.artifacts import load_qann, save_snn
+from spikezip.artifacts import load_qann, load_snn, save_snn
 from spikezip.config import ConfigError, ConvertConfig, validate
 from spikezip.data import DatasetNotFoundError, build_datasets
 from spikezip.errors import SpikeZIPError
+from spikezip.export.integer import export_integer
+from spikezip.export.nir import write_nir
 from spikezip.io import write_json
 from spikezip.methods import MethodConfig, calibration_data, method_of, settings_of
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
@@ -130,6 +132,12 @@ def conversion_summary(result: dict, out_dir: str | Path) -> str:
         lines.append(
             f"  neuron levels   {mismatched} differ, over {len(result['layers'])} neuron layers"
         )
+        if result.get("bit_exact") is not None:
+            lines.append(
+                f"  bit-exact       {result['bit_exact']}: {result['levels_compared']} integer "
+                f"levels and {result['outputs_compared']} outputs compared, "
+                f"{result['outputs_differing']} outputs differ"
+            )
     else:
         lines = [f"{result['method']} SNN, approximate by design ({checked}):"]
     lines += [
@@ -141,6 +149,8 @@ def conversion_summary(result: dict, out_dir: str | Path) -> str:
     if (out_dir / "snn.pt").exists():
         lines.append(f"  SNN             {out_dir / 'snn.pt'} (evaluate.py snn.path=...)")
         lines.append(f"  resources       {out_dir / 'hardware.json'} (registers, synapses, memory)")
+    if result.get("export"):
+        lines.append(f"  export          {result['export']}")
     return "\n".join(lines)
 
 
@@ -157,17 +167,42 @@ def convert_file(cfg) -> dict:
     cfg: ConvertConfig = validate(cfg, ConvertConfig)
     qann, metadata = load_qann(cfg.qann)
     method = settings_of(metadata.get("method"))
+    _check_export(cfg.export, metadata, method)
     calibration = _training_batches(metadata) if method_of(method).calibrates else None
-    return convert_and_prove(
+    out_dir = output_dir(cfg)
+    result = convert_and_prove(
         qann,
         metadata,
-        output_dir(cfg),
+        out_dir,
         encoding=cfg.encoding,
         max_timesteps=cfg.max_timesteps,
         method=method,
         calibration=calibration,
         progress=True,
     )
+    if cfg.export is not None:
+        snn, _, saved = load_snn(out_dir / "snn.pt")
+        shape = tuple(saved["input_shape"])
+        if cfg.export == "integer":  # test vectors: the proof's first 8 inputs
+            sample, _ = sample_inputs(metadata, 8)
+            result["export"] = str(export_integer(snn, out_dir / "integer", sample, shape))
+        else:
+            result["export"] = str(write_nir(snn, out_dir / "snn.nir", shape))
+    return result
+
+
+def _check_export(export, metadata: dict, method) -> None:
+    """Refuse, before any work, an export the network cannot have."""
+    if export == "integer" and not metadata.get("integer"):
+        raise ConfigError(
+            "export=integer needs an integer QANN: train it with pet.weight_bits=8 (or 4, ...)"
+        )
+    if export == "nir" and method_of(method).name not in ("rate", "qcfs"):
+        raise ConfigError(
+            f"export=nir takes the IF networks of method=rate or qcfs; this is a "
+            f"{method_of(method).name} network, whose neurons NIR cannot express "
+            "(signed spikes, a bounded tracer); use export=integer for an integer SpikeZIP SNN"
+        )
 
 
 def _training_batches(metadata: dict) -> DataLoader:

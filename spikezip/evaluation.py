@@ -142,7 +142,7 @@ def evaluate_snn(
         encoding=snn.encoding.value,
         overhead_steps=snn.overhead,
         dtype=dtype.value,
-        energy=energy.result(ann_flops(qann, input_shape)),
+        energy=energy.result(ann_flops(getattr(qann, "source", qann), input_shape)),
         feature_maps=maps.result() if maps is not None else None,
     )
     if integer:  # bit for bit, every level of every sample (a second, shorter pass)

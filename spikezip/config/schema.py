@@ -40,7 +40,7 @@ from spikezip.models import (
 )
 from spikezip.optim import OptimizerConfig
 from spikezip.pet.config import PETConfig
-from spikezip.settings import ConfigError, SettingError, choice, positive
+from spikezip.settings import Choice, ConfigError, SettingError, choice, positive
 from spikezip.snn.encoding import Encoding
 from spikezip.snn.energy import EnergyConstants
 from spikezip.snn.network import MAX_TIMESTEPS, Backend
@@ -356,12 +356,20 @@ class EvaluateConfig:
     out_dir: str | None = None  # default: <directory of snn.pt>/eval_<data.name>
 
 
+class ExportFormat(Choice):
+    """What ``convert.py export=...`` writes beside ``snn.pt``."""
+
+    integer = "integer"  # an integer SNN for a chip team: docs/integer_export.md
+    nir = "nir"  # a rate / QCFS IF network in NIR (snn.nir)
+
+
 @dataclass
 class ConvertConfig:
     qann: str = _required("the qann.ckpt to convert: convert.py qann=outputs/<run>/qann.ckpt")
     out_dir: str | None = None  # default: next to the qann.ckpt
     encoding: Encoding = Encoding.even
     max_timesteps: int = MAX_TIMESTEPS  # budget for the equivalence proof
+    export: ExportFormat | None = None  # also write the SNN as integer/ or snn.nir
 
     def __post_init__(self):
         self.encoding = exact_encoding("encoding", self.encoding)
