@@ -17,17 +17,13 @@ from torch.utils.data import DataLoader
 from spikezip.artifacts import load_qann, load_snn, save_snn
 from spikezip.config import ConfigError, ConvertConfig, validate
 from spikezip.data import DatasetNotFoundError, build_datasets
-from spikezip.errors import SpikeZIPError
 from spikezip.export.integer import export_integer
 from spikezip.export.nir import write_nir
 from spikezip.io import write_json
 from spikezip.methods import MethodConfig, calibration_data, method_of, settings_of
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
+from spikezip.snn.equivalence import NotEquivalentError
 from spikezip.snn.hardware import measure_hardware
-
-
-class NotEquivalentError(SpikeZIPError, RuntimeError):
-    """The converted SNN does not reproduce its QANN; no SNN file was written."""
 
 
 def sample_inputs(metadata: dict, count: int = 16) -> tuple[Tensor, str]:

@@ -26,10 +26,12 @@ training, and ``to_snn`` applies them while converting: one set of rules, so a n
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from enum import Enum
 
 from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from spikezip.tracing import UnsupportedLayerError, describe, op_name, shared_call_sites
 
@@ -451,3 +453,41 @@ def _check_output(node: fx.Node, plan: Plan) -> None:
                 f"the network returns {leaf!r}, which depends on no input: every output "
                 "must be a tensor computed from the input (one, or a tuple, list or dict)"
             )
+
+
+def _called(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    return gm.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def fuse_batchnorm(gm: fx.GraphModule) -> None:
+    """Fold each eval batch-norm of a traced network into the conv / linear that alone
+    feeds it, in place (what to_snn and the integer QANN start from)."""
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    for node in list(gm.graph.nodes):
+        bn = _called(gm, node)
+        if not isinstance(bn, BATCHNORM) or bn.running_mean is None:
+            continue
+        prev = node.args[0]
+        layer = _called(gm, prev) if isinstance(prev, fx.Node) else None
+        if (
+            not isinstance(layer, WEIGHTED)
+            or len(prev.users) != 1
+            or calls[prev.target] != 1
+            or calls[node.target] != 1
+        ):
+            continue
+        # Folded in float64 whatever the dtype: a float32 fold is off by ~1e-7, enough to
+        # move a neuron whose input lies that close to a level boundary to the next level.
+        # The float32 SNN is then the float64 one rounded once, whichever way it is built.
+        dtype = layer.weight.dtype
+        pair = copy.deepcopy(layer).double(), copy.deepcopy(bn).double()
+        if isinstance(layer, nn.Linear):
+            fused = fuse_linear_bn_eval(*pair)
+        else:
+            fused = fuse_conv_bn_eval(*pair)
+        gm.set_submodule(prev.target, fused.to(dtype))
+        node.replace_all_uses_with(prev)
+        gm.graph.erase_node(node)

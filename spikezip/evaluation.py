@@ -33,7 +33,7 @@ from spikezip.plots import (
 from spikezip.quant.integer import is_integer
 from spikezip.snn import SpikingNetwork, measure_snn
 from spikezip.snn.energy import EnergyMeter, ann_flops
-from spikezip.snn.equivalence import prove_bit_exact
+from spikezip.snn.equivalence import NotEquivalentError, prove_bit_exact
 from spikezip.snn.feature_maps import FeatureMapMeter
 from spikezip.snn.hardware import HardwareMeter, format_hardware
 from spikezip.snn.measure import Curve, ReduceSum
@@ -160,8 +160,6 @@ def evaluate_snn(
         log.info("hardware resources (hardware.json):\n%s", format_hardware(resources))
     report.warnings = _warnings(report, max_accuracy_drop)
     if integer and not report.bit_exact["bit_exact"]:
-        from spikezip.conversion import NotEquivalentError
-
         proof = report.bit_exact
         raise NotEquivalentError(
             f"the integer SNN is not bit-exact on the evaluation samples: "

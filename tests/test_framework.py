@@ -144,15 +144,18 @@ def test_convert_and_evaluate_configs_compose():
         ("snn.encoding=rate", ConfigCompositionException, r"full_key: snn.encoding"),
         ("pet.levels=[2,8]", ConfigError, r"pet.levels must decrease strictly"),
         ("pet.levels=[8,0]", ConfigError, r"pet.levels must be"),
+        ("pet.weight_bits=1", ConfigError, r"pet.weight_bits must be an integer from 2 to 16"),
+        ("pet.weight_bits=8 method=qcfs", ConfigError, r"method=qcfs is approximate"),
+        ("pet.weight_bits=8 task=detection", ConfigError, r"needs images stored as integer"),
         ("trainer.devices=1", None, None),
     ],
 )
 def test_bad_overrides_fail_with_the_key(override, error, match):
     if error is None:
-        validate(_compose(overrides=[override]))
+        validate(_compose(overrides=override.split()))
         return
     with pytest.raises(error) as info:
-        validate(_compose(overrides=[override]))
+        validate(_compose(overrides=override.split()))
     text = str(info.value) + str(info.value.__cause__ or "")
     assert match.replace("\\", "") in text or __import__("re").search(match, text), text
 

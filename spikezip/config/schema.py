@@ -326,6 +326,17 @@ class TrainConfig:
                 f"{named(pretrained='torchvision')}, got "
                 f"data={self.data.name} model={self.model.key}"
             )
+        if self.pet.weight_bits is not None:
+            if not method_of(self.method).exact:
+                raise SettingError(
+                    f"pet.weight_bits makes an integer SpikeZIP SNN; method="
+                    f"{self.method.name.value} is approximate by design (use method=spikezip)"
+                )
+            if not dataset_entry(self.data.name.value).pixels:
+                raise SettingError(
+                    f"pet.weight_bits needs images stored as integer pixels; data="
+                    f"{self.data.name.value} does not say how its pixels are stored"
+                )
         overhead = method_of(self.method).overhead(self.method)
         if self.snn.timesteps <= overhead:
             raise SettingError(

@@ -34,15 +34,16 @@ class DatasetEntry:
     build: Callable[..., tuple[Dataset, Dataset, DatasetInfo]]
     options: tuple[str, ...] = ()
     check_split: Callable[[str, str], None] | None = None
+    pixels: bool = False  # its info says how its integer pixels are stored (integer weights)
 
 
 DATASETS = {
-    "mnist5k": DatasetEntry("classification", 1, build_classification),
-    "digits": DatasetEntry("classification", 1, build_classification),
-    "fashion_mnist": DatasetEntry("classification", 1, build_classification),
-    "cifar10": DatasetEntry("classification", 3, build_classification),
-    "cifar100": DatasetEntry("classification", 3, build_classification),
-    "imagenet": DatasetEntry("classification", 3, build_classification),
+    "mnist5k": DatasetEntry("classification", 1, build_classification, pixels=True),
+    "digits": DatasetEntry("classification", 1, build_classification, pixels=True),
+    "fashion_mnist": DatasetEntry("classification", 1, build_classification, pixels=True),
+    "cifar10": DatasetEntry("classification", 3, build_classification, pixels=True),
+    "cifar100": DatasetEntry("classification", 3, build_classification, pixels=True),
+    "imagenet": DatasetEntry("classification", 3, build_classification, pixels=True),
     "mnist_detection": DatasetEntry("detection", 3, build_detection, SIZES),
     "voc": DatasetEntry("detection", 3, build_detection, SIZES + SPLITS, _voc_split),
     "coco": DatasetEntry("detection", 3, build_detection, SIZES + SPLITS),

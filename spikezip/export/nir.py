@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from spikezip.export.integer import ExportError
+from spikezip.io import atomic_write
 from spikezip.snn.layers import SpikingAffine
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import IFNeuron
@@ -149,8 +150,6 @@ def write_nir(snn: SpikingNetwork, path: str | Path, input_shape) -> Path:
     """Write :func:`to_nir` of ``snn`` to ``path`` (an HDF5 ``.nir`` file, whole or not
     at all)."""
     import nir
-
-    from spikezip.io import atomic_write
 
     graph = to_nir(snn, input_shape)
     return atomic_write(path, lambda tmp: nir.write(str(tmp), graph))

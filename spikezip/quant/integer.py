@@ -10,11 +10,12 @@ per input level is ``v = W_fold * s_in`` (``W_fold``: batch-norm folded in, with
 path's running statistics). The natural symmetric per-channel step of ``B`` bits is
 ``max|v_c| / (2^(B-1) - 1)``; the step used is the next coarser one that divides
 ``s_out``: ``u_c = s_out / m_c`` with the integer ``m_c = floor(s_out / natural step)``
-(at least 1). Then the neuron of channel ``c`` has the integer threshold ``m_c``, its
-inputs ``k = v / u_c`` are integers of ``B`` bits, and its bias is an integer number of
-``u_c``. The scale is fixed by the weights' range, not learned (LSQ): a learned step
-would have to stay tied to the activation steps through ``m_c``, and the floor that ties
-them has no useful gradient. The layer without a Q-ReLU after it (the classifier) gets
+(at least 1: where the natural step exceeds ``s_out``, the step is ``s_out`` itself and
+weights beyond the grid's top clip, in training and in integers alike). Then the neuron
+of channel ``c`` has the integer threshold ``m_c``, its inputs ``k = v / u_c`` are
+integers of ``B`` bits, and its bias is an integer number of ``u_c``. The scale is fixed
+by the weights' range, not learned (LSQ): a learned step would have to stay tied to the
+activation steps through ``m_c``, and the floor that ties them has no useful gradient. The layer without a Q-ReLU after it (the classifier) gets
 one step for all its channels, so its outputs share a unit and their argmax is the
 float network's. Weights are trained through the quantizer with a straight-through
 gradient.
@@ -30,12 +31,15 @@ convolution); a bound on every accumulator is checked when it is built.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from spikezip.convertible import fuse_batchnorm
+from spikezip.quant.qrelu import QReLU
 from spikezip.tracing import UnsupportedLayerError, describe, op_name, trace
 
 INPUT = "<input>"
@@ -43,6 +47,22 @@ WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 BATCHNORM = nn.modules.batchnorm._BatchNorm
 EXACT_BELOW = 2**53  # float64 holds every integer of smaller magnitude exactly
 PASS_THROUGH = {"flatten", "view", "reshape", "contiguous"}
+
+
+def bits_for(low: int, high: int) -> int:
+    """Bits of a register holding every integer in ``[low, high]``: ``⌈log2(high - low +
+    1)⌉`` (at least 1), in two's complement when ``low < 0`` (one bit more where the
+    range does not sit the way two's complement does)."""
+    low, high = int(low), int(high)
+    if high < low:
+        raise ValueError(f"empty range [{low}, {high}]")
+    bits = max(1, math.ceil(math.log2(high - low + 1)))
+    if low < 0:  # two's complement holds [-2^(b-1), 2^(b-1) - 1]
+        while -(2 ** (bits - 1)) > low or 2 ** (bits - 1) - 1 < high:
+            bits += 1
+    elif high > 2**bits - 1:
+        bits += 1
+    return bits
 
 
 def check_weight_bits(bits) -> int | None:
@@ -313,8 +333,6 @@ def attach_weight_grids(net: nn.Module, export: nn.Module, bits: int, pixels) ->
     parameters keep their names). ``export``: the plain QANN of ``net``'s major path,
     traced to find each layer's :class:`Link`. ``pixels``: the input's :class:`Pixels`.
     Returns the links."""
-    from spikezip.quant.qrelu import QReLU
-
     pixels = Pixels.of(pixels)
     found = links(trace(copy.deepcopy(export).eval()), QReLU)
     for name, link in found.items():
@@ -436,15 +454,11 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
         UnsupportedLayerError: a layer the plan does not cover, weights off its grid, or
             an accumulator that could leave float64's exact integers.
     """
-    from spikezip.quant.qrelu import QReLU
-    from spikezip.snn.convert import _fuse_batchnorm
-    from spikezip.snn.hardware import bits_for
-
     bits = int(plan["weight_bits"])
     top = 2 ** (bits - 1) - 1
     pixels = Pixels.of(plan.get("pixels"))
     gm = trace(copy.deepcopy(qann).double().eval())
-    _fuse_batchnorm(gm)
+    fuse_batchnorm(gm)
     found = links(gm, QReLU)
     missing = sorted(set(found) - set(plan["layers"]))
     if missing:
@@ -589,6 +603,7 @@ def is_integer(module: nn.Module) -> bool:
 
 __all__ = [
     "INPUT",
+    "bits_for",
     "IntQReLU",
     "IntegerQANN",
     "Link",

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from torch.utils._pytree import tree_flatten
 
-from spikezip.convertible import _ADD_OPS, BATCHNORM, WEIGHTED, Kind, Plan, check_graph
+from spikezip.convertible import _ADD_OPS, Kind, Plan, check_graph, fuse_batchnorm
 from spikezip.quant.integer import IntQReLU, PixelLevels, is_integer
 from spikezip.quant.qrelu import QReLU
 from spikezip.settings import choice
@@ -93,39 +92,6 @@ def _take_input_map(gm: fx.GraphModule) -> nn.Module | None:
 
 def _module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return gm.get_submodule(node.target) if node.op == "call_module" else None
-
-
-def _fuse_batchnorm(gm: fx.GraphModule) -> None:
-    """Fold each eval batch-norm into the conv / linear that alone feeds it."""
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    for node in list(gm.graph.nodes):
-        bn = _module_of(gm, node)
-        if not isinstance(bn, BATCHNORM) or bn.running_mean is None:
-            continue
-        prev = node.args[0]
-        layer = _module_of(gm, prev) if isinstance(prev, fx.Node) else None
-        if (
-            not isinstance(layer, WEIGHTED)
-            or len(prev.users) != 1
-            or calls[prev.target] != 1
-            or calls[node.target] != 1
-        ):
-            continue
-        # Folded in float64 whatever the dtype: a float32 fold is off by ~1e-7, enough to
-        # move a neuron whose input lies that close to a level boundary to the next level.
-        # The float32 SNN is then the float64 one rounded once, whichever way it is built.
-        dtype = layer.weight.dtype
-        pair = copy.deepcopy(layer).double(), copy.deepcopy(bn).double()
-        if isinstance(layer, nn.Linear):
-            fused = fuse_linear_bn_eval(*pair)
-        else:
-            fused = fuse_conv_bn_eval(*pair)
-        gm.set_submodule(prev.target, fused.to(dtype))
-        node.replace_all_uses_with(prev)
-        gm.graph.erase_node(node)
 
 
 def _spiking(name: str, module: nn.Module, kind: Kind, neuron: NeuronRule) -> nn.Module | None:
@@ -312,7 +278,7 @@ def to_snn(
     operators = plan.operators(gm)
     # Only the even release needs n (an activation without levels never uses it).
     levels = [getattr(m, "levels", 1) for m in gm.modules() if isinstance(m, neuron.activation)]
-    _fuse_batchnorm(gm)  # a fused conv keeps its name and kind; its batch-norm node is gone
+    fuse_batchnorm(gm)  # a fused conv keeps its name and kind; its batch-norm node is gone
     for node in list(gm.graph.nodes):
         kind = plan.nodes.get(node.name)
         if kind is None or kind is Kind.STATIC:

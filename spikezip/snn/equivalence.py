@@ -10,9 +10,14 @@ from rich.progress import Progress
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
+from spikezip.errors import SpikeZIPError
 from spikezip.snn.network import MAX_TIMESTEPS, SpikingNetwork
 from spikezip.snn.neuron import IntegerSTBIF
 from spikezip.snn.reference import run_with_activations
+
+
+class NotEquivalentError(SpikeZIPError, RuntimeError):
+    """The converted SNN does not reproduce its QANN; no SNN file or report was written."""
 
 
 @dataclass

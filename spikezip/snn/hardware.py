@@ -17,28 +17,13 @@ import math
 import torch
 from torch import Tensor, fx, nn
 
-from spikezip.snn.energy import fanout
+from spikezip.quant.integer import bits_for
+from spikezip.snn.energy import EnergyMeter, fanout
 from spikezip.snn.layers import SpikingAffine
 from spikezip.snn.measure import ReduceSum, sum_across
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import STBIF, SpikingNeuron
 from spikezip.snn.operators import Accumulating
-
-
-def bits_for(low: int, high: int) -> int:
-    """Bits of a register holding every integer in ``[low, high]``: ``⌈log2(high - low +
-    1)⌉`` (at least 1), two's complement when ``low < 0`` (one more bit if the range is
-    not centred the way two's complement is)."""
-    low, high = int(low), int(high)
-    if high < low:
-        raise ValueError(f"empty range [{low}, {high}]")
-    bits = max(1, math.ceil(math.log2(high - low + 1)))
-    if low < 0:  # two's complement holds [-2^(b-1), 2^(b-1) - 1]
-        while -(2 ** (bits - 1)) > low or 2 ** (bits - 1) - 1 < high:
-            bits += 1
-    elif high > 2**bits - 1:
-        bits += 1
-    return bits
 
 
 def _affine_nodes(gm: fx.GraphModule) -> dict[str, nn.Module]:
@@ -330,8 +315,6 @@ def measure_hardware(
 ) -> dict:
     """``hardware.json`` of ``snn`` from one simulation of the inputs ``x`` (what
     ``convert.py`` writes from its proof's samples; an evaluation measures the whole set)."""
-    from spikezip.snn.energy import EnergyMeter
-
     x = x.to(device=snn.device, dtype=snn.dtype)
     meter, energy = HardwareMeter(snn), EnergyMeter(snn, input_shape, max_timesteps)
     for m in (meter, energy):

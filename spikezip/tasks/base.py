@@ -143,6 +143,15 @@ class Report(Mapping):
             if self.t_eq_max < 0 < self.settled:
                 t_eq = f"mean {self.t_eq_mean:.2f} over the samples that settled"
             lines.append(f"  T_eq            {t_eq} ({self.settled}/{self.samples} settled)")
+        if self.bit_exact is not None:
+            proof = self.bit_exact
+            lines.append(
+                f"  bit-exact       {proof['bit_exact']}: {proof['samples']} samples, "
+                f"{proof['levels_compared']:,} integer neuron levels and "
+                f"{proof['outputs_compared']:,} outputs identical to the integer QANN's"
+                if proof["bit_exact"]
+                else f"  bit-exact       False ({proof['levels_differing']} levels differ)"
+            )
         energy = self.energy or {}
         if energy.get("snn_joules"):
             steps = len(energy["snn_joules"])
