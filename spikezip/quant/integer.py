@@ -5,20 +5,20 @@ The grid is chosen per output channel so that a neuron's threshold is a whole nu
 weight units. Take a conv / linear layer whose input has the unit ``s_in`` (the step of
 the Q-ReLU before it, divided by the window of an average pooling in between; for the
 first layer one pixel step, the input normalisation folded into the weights) and whose
-output feeds a Q-ReLU of step ``s_out`` through its batch-norm. Its weight in output units
-per input level is ``v = W_fold * s_in`` (``W_fold``: batch-norm folded in, with the major
-path's running statistics). The natural symmetric per-channel step of ``B`` bits is
-``max|v_c| / (2^(B-1) - 1)``; the step used is the next coarser one that divides
+output feeds a Q-ReLU of step ``s_out`` through its batch-norm. Its weight in output
+units per input level is ``v = W_fold * s_in`` (``W_fold``: batch-norm folded in, with
+the major path's running statistics). The natural symmetric per-channel step of ``B``
+bits is ``max|v_c| / (2^(B-1) - 1)``; the step used is the next coarser one that divides
 ``s_out``: ``u_c = s_out / m_c`` with the integer ``m_c = floor(s_out / natural step)``
 (at least 1: where the natural step exceeds ``s_out``, the step is ``s_out`` itself and
 weights beyond the grid's top clip, in training and in integers alike). Then the neuron
 of channel ``c`` has the integer threshold ``m_c``, its inputs ``k = v / u_c`` are
 integers of ``B`` bits, and its bias is an integer number of ``u_c``. The scale is fixed
 by the weights' range, not learned (LSQ): a learned step would have to stay tied to the
-activation steps through ``m_c``, and the floor that ties them has no useful gradient. The layer without a Q-ReLU after it (the classifier) gets
-one step for all its channels, so its outputs share a unit and their argmax is the
-float network's. Weights are trained through the quantizer with a straight-through
-gradient.
+activation steps through ``m_c``, and the floor that ties them has no useful gradient.
+The layer without a Q-ReLU after it (the classifier) gets one step for all its channels,
+so its outputs share a unit and their argmax is the float network's. Weights are trained
+through the quantizer with a straight-through gradient.
 
 :func:`integerize` then builds the integer QANN from the exported float QANN and the
 thresholds recorded at export (:func:`integer_plan`): pixels as the integers they are,
