@@ -100,7 +100,7 @@ def test_an_integer_qann_refuses_inputs_that_are_not_pixels_and_layers_it_cannot
         def forward(self, x):
             return self.fc((self.act(self.conv(x)) + x).flatten(1))
 
-    with pytest.raises(UnsupportedLayerError, match="residual adds are not supported"):
+    with pytest.raises(UnsupportedLayerError, match="an add after the neurons"):
         to_pet(Residual(), [4]).use_weight_grids(8, PIXELS, (1, 8, 8))
     plan = {"weight_bits": 8, "pixels": PIXELS, "layers": {}}
     with pytest.raises(UnsupportedLayerError, match="no grid for"):

@@ -27,14 +27,13 @@ class ExportError(SpikeZIPError, ValueError):
     """The SNN holds something the export format cannot express; nothing was written."""
 
 
-def _ints(t: Tensor, bits: int | None = None) -> np.ndarray:
+def _ints(t: Tensor) -> np.ndarray:
     values = t.detach().cpu().double()
     if not torch.equal(values, torch.floor(values)):
         raise ExportError("a tensor meant to be integer is not: export an integer SNN")
     big = float(values.abs().max()) if values.numel() else 0.0
-    dtype = np.int8 if bits and bits <= 8 else np.int16 if bits and bits <= 16 else None
-    if dtype is None:
-        dtype = np.int32 if big < 2**31 else np.int64
+    # The narrowest type that holds them (a shortcut's multiples exceed the weight bits).
+    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if big <= np.iinfo(t).max)
     return values.numpy().astype(dtype)
 
 
@@ -75,6 +74,20 @@ def graph_of(snn: SpikingNetwork) -> tuple[dict, dict[str, np.ndarray]]:
         if isinstance(module, ReleasedConstant) and node.args[0].op == "get_attr":
             released[node.name] = getattr(gm, node.args[0].target)
             continue
+        if isinstance(module, nn.Identity):  # the same values under another name
+            names[node.name] = source(node.args[0])
+            continue
+        if (
+            node.op == "call_function"
+            and op_name(node) == "add"
+            and len(node.args) == 2
+            and all(isinstance(a, fx.Node) and a.name in names for a in node.args)
+        ):  # a residual sum of two streams
+            entry = {"name": node.name, "op": "add", "input": source(node.args[0])}
+            entry["other"] = source(node.args[1])
+            layers.append(entry)
+            names[node.name] = node.name
+            continue
         if node.op == "call_function" and op_name(node) == "add" and len(node.args) == 2:
             layer, constant = node.args
             entry = next((e for e in layers if e["name"] == names.get(layer.name)), None)
@@ -91,7 +104,7 @@ def graph_of(snn: SpikingNetwork) -> tuple[dict, dict[str, np.ndarray]]:
         if isinstance(module, SpikingAffine):
             inner = module.layer
             entry["weight"], entry["bias"] = f"{name}.weight", f"{name}.bias"
-            arrays[entry["weight"]] = _ints(inner.weight, snn.weight_bits)
+            arrays[entry["weight"]] = _ints(inner.weight)
             arrays[entry["bias"]] = _ints(module.bias)
             if isinstance(inner, nn.Linear):
                 entry["op"] = "linear"
@@ -122,7 +135,7 @@ def graph_of(snn: SpikingNetwork) -> tuple[dict, dict[str, np.ndarray]]:
         else:
             raise ExportError(
                 f"{describe(node)} has no operation in the integer export format (conv, "
-                "linear, stbif, sum_pool2d, flatten)"
+                "linear, stbif, sum_pool2d, flatten, add)"
             )
         layers.append(entry)
         names[node.name] = name
@@ -156,7 +169,7 @@ def _expand(bias: np.ndarray, like: Tensor) -> Tensor:
 def _flattens(node: fx.Node, module: nn.Module | None) -> bool:
     if isinstance(module, nn.Flatten):
         return module.start_dim == 1 and module.end_dim == -1
-    if node.op == "call_function" and op_name(node) == "flatten":
+    if node.op in ("call_function", "call_method") and op_name(node) == "flatten":
         rest = list(node.args[1:]) + list(node.kwargs.values())
         return rest in ([1], [1, -1])
     return False

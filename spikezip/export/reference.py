@@ -102,6 +102,8 @@ def run(graph, arrays, pixels, timesteps):
                 y = sum_pool(x, layer["kernel"], layer["stride"], layer["padding"])
             elif op == "flatten":
                 y = x.reshape(len(x), -1)
+            elif op == "add":
+                y = x + values[layer["other"]]
             else:
                 raise ValueError(f"unknown operation {op!r} in layer {layer['name']}")
             values[layer["name"]] = y

@@ -33,12 +33,15 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu2 = nn.ReLU()
         self.downsample: nn.Module | None = None
+        # The identity shortcut as a module of its own: integer weights (pet.weight_bits)
+        # put it on their grid; it holds no parameters (checkpoints are unchanged).
+        self.shortcut = nn.Identity()
         if stride != 1 or in_planes != planes:
             layers = [nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)]
             self.downsample = nn.Sequential(*layers, *([nn.ReLU()] if rcr else []))
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = self.shortcut(x) if self.downsample is None else self.downsample(x)
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         if self.rcr:
             return self.relu2(out) + identity

@@ -182,7 +182,7 @@ class PETModel(nn.Module):
     def use_weight_grids(self, bits: int, pixels, input_shape) -> PETModel:
         """Train every conv / linear weight on its integer grid of ``bits`` bits (see
         :mod:`spikezip.quant.integer`); ``pixels``: the input's pixel format."""
-        found = attach_weight_grids(self.net, self.export_major_path(), bits, pixels)
+        found = attach_weight_grids(self.net, self.export_major_path(), bits, pixels, input_shape)
         self.grids = (bits, pixels, list(input_shape), found)
         return self
 

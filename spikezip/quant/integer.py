@@ -108,12 +108,31 @@ class Link:
     """Where a conv / linear layer sits between quantizers: its input comes from the
     Q-ReLU ``source`` (or the network input, :data:`INPUT`) divided by ``divisor`` (the
     windows of average pooling on the way); its output goes through the batch-norm
-    ``norm`` (or none) to the Q-ReLU ``target`` (None: to the network's output)."""
+    ``norm`` (or none) to the Q-ReLU ``target`` (None: to the network's output), added on
+    the way (a residual block) to the outputs of the ``partners`` (other conv / linear
+    layers, which then share its grid) and of the identity ``shortcuts``."""
 
     source: str
     divisor: float
     norm: str | None
     target: str | None
+    partners: tuple[str, ...] = ()
+    shortcuts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """An identity shortcut (``nn.Identity`` module ``name``) from the Q-ReLU ``source``
+    (through ``divisor``) into the add before the Q-ReLU ``target``, beside the conv /
+    linear ``layers`` whose grid it takes."""
+
+    source: str
+    divisor: float
+    target: str
+    layers: tuple[str, ...]
+
+
+ADDS = {"add", "iadd"}
 
 
 def _module(gm: fx.GraphModule, node) -> nn.Module | None:
@@ -122,7 +141,25 @@ def _module(gm: fx.GraphModule, node) -> nn.Module | None:
     return None
 
 
-def _pool_divisor(module: nn.Module, node: fx.Node, what: str) -> float:
+def _shapes(gm: fx.GraphModule, input_shape) -> dict[str, tuple[int, ...]]:
+    """Each node's output shape for one sample (what an adaptive pooling divides by)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    class Shapes(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, Tensor):
+                shapes[n.name] = tuple(out.shape[1:])
+            return out
+
+    param = next(gm.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
+    with torch.no_grad():
+        Shapes(gm).run(torch.zeros(1, *input_shape, dtype=dtype))
+    return shapes
+
+
+def _pool_divisor(module: nn.Module, node: fx.Node, what: str, shapes) -> float:
     if isinstance(module, nn.AvgPool2d):
         if module.divisor_override is not None:
             return float(module.divisor_override)
@@ -134,6 +171,14 @@ def _pool_divisor(module: nn.Module, node: fx.Node, what: str) -> float:
         k = module.kernel_size
         k = (k, k) if isinstance(k, int) else k
         return float(k[0] * k[1])
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        size_in, size_out = shapes[node.args[0].name][-2:], shapes[node.name][-2:]
+        if any(i % o for i, o in zip(size_in, size_out, strict=True)):
+            raise UnsupportedLayerError(
+                f"{describe(node)} pools {size_in} to {size_out}: windows of different "
+                f"sizes, so {what} has no single input unit"
+            )
+        return float((size_in[0] // size_out[0]) * (size_in[1] // size_out[1]))
     raise UnsupportedLayerError(
         f"{describe(node)} ({type(module).__name__}) lies between {what} and the quantizer "
         "before it; integer weights (pet.weight_bits) support average pooling, flattening "
@@ -141,67 +186,119 @@ def _pool_divisor(module: nn.Module, node: fx.Node, what: str) -> float:
     )
 
 
-def links(gm: fx.GraphModule, quantizer: type[nn.Module]) -> dict[str, Link]:
+def _source(gm, node, quantizer, what: str, shapes) -> tuple[str, float]:
+    """The quantizer (or the input) a value comes from, and the pooling divisor between."""
+    divisor, prev = 1.0, node
+    while True:
+        m = _module(gm, prev)
+        if isinstance(prev, fx.Node) and prev.op == "placeholder":
+            return INPUT, divisor
+        if isinstance(m, quantizer):
+            return prev.target, divisor
+        if isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten)) or (
+            isinstance(prev, fx.Node)
+            and prev.op in ("call_function", "call_method")
+            and op_name(prev) in PASS_THROUGH
+        ):
+            prev = prev.args[0]
+            continue
+        if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            divisor *= _pool_divisor(m, prev, what, shapes)
+            prev = prev.args[0]
+            continue
+        where = describe(prev) if isinstance(prev, fx.Node) else repr(prev)
+        raise UnsupportedLayerError(
+            f"the input of {what} comes from {where}: integer weights (pet.weight_bits) "
+            "need every conv / linear layer fed by one quantizer or the input, through "
+            "average pooling, flattening or dropout only (an add after the neurons, as "
+            "residual re-routing places it, sums two steps no integer grid shares)"
+        )
+
+
+def _after_norm(gm, node) -> tuple[str | None, fx.Node]:
+    users = list(node.users)
+    if len(users) == 1 and isinstance(_module(gm, users[0]), BATCHNORM):
+        return users[0].target, users[0]
+    return None, node
+
+
+def _term(gm, node, quantizer) -> tuple[str, str]:
+    """What one operand of a residual add is: ``("layer", conv name)`` (through its
+    batch-norm) or ``("shortcut", identity module name)``."""
+    m = _module(gm, node)
+    if isinstance(m, BATCHNORM) and isinstance(_module(gm, node.args[0]), WEIGHTED):
+        return "layer", node.args[0].target
+    if isinstance(m, WEIGHTED):
+        return "layer", node.target
+    if isinstance(m, nn.Identity):
+        return "shortcut", node.target
+    raise UnsupportedLayerError(
+        f"{describe(node)} is added into a residual sum: integer weights (pet.weight_bits) "
+        "add conv / linear outputs and identity shortcut modules only"
+    )
+
+
+def links(
+    gm: fx.GraphModule, quantizer: type[nn.Module], input_shape
+) -> tuple[dict[str, Link], dict[str, Shortcut]]:
     """The :class:`Link` of every conv / linear layer of a traced QANN whose activations
-    are ``quantizer`` modules.
+    are ``quantizer`` modules, and the :class:`Shortcut` of every identity shortcut.
 
     Raises:
-        UnsupportedLayerError: a layer the integer mode cannot place (a residual add, a
-            layer called twice, an operation between two layers), named.
+        UnsupportedLayerError: a layer the integer mode cannot place (an add after the
+            neurons, a layer called twice, an operation between two layers), named.
     """
-    found = {}
+    shapes = _shapes(gm, input_shape)
+    found, shortcuts = {}, {}
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
     for node in gm.graph.nodes:
         layer = _module(gm, node)
         if not isinstance(layer, WEIGHTED):
             continue
         what = f"'{node.target}'"
-        if sum(1 for n in gm.graph.nodes if n.op == "call_module" and n.target == node.target) > 1:
+        if calls[node.target] > 1:
             raise UnsupportedLayerError(f"{what} is called more than once: its grid is ambiguous")
-        divisor, prev = 1.0, node.args[0]
-        while True:
-            m = _module(gm, prev)
-            if isinstance(prev, fx.Node) and prev.op == "placeholder":
-                source = INPUT
-                break
-            if isinstance(m, quantizer):
-                source = prev.target
-                break
-            if isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten)) or (
-                isinstance(prev, fx.Node)
-                and prev.op in ("call_function", "call_method")
-                and op_name(prev) in PASS_THROUGH
+        source, divisor = _source(gm, node.args[0], quantizer, what, shapes)
+        norm, out = _after_norm(gm, node)
+        users = list(out.users)
+        target, partners, ids = None, (), ()
+        if len(users) == 1 and users[0].op != "output" and op_name(users[0]) in ADDS:
+            add = users[0]
+            terms = [_term(gm, a, quantizer) for a in add.args[:2] if isinstance(a, fx.Node)]
+            after = list(add.users)
+            if (
+                len(terms) != 2
+                or len(after) != 1
+                or not isinstance(_module(gm, after[0]), quantizer)
             ):
-                prev = prev.args[0]
-                continue
-            if m is not None and isinstance(m, nn.AvgPool2d):
-                divisor *= _pool_divisor(m, prev, what)
-                prev = prev.args[0]
-                continue
-            where = describe(prev) if isinstance(prev, fx.Node) else repr(prev)
-            raise UnsupportedLayerError(
-                f"the input of {what} comes from {where}: integer weights (pet.weight_bits) "
-                "need every conv / linear layer fed by a quantizer or the input, through "
-                "average pooling, flattening or dropout only (residual adds are not "
-                "supported yet)"
-            )
-        norm, nxt = None, node
-        users = list(nxt.users)
-        if len(users) == 1 and isinstance(_module(gm, users[0]), BATCHNORM):
-            nxt = users[0]
-            norm = nxt.target
-            users = list(nxt.users)
-        target = None
-        if len(users) == 1 and isinstance(_module(gm, users[0]), quantizer):
+                raise UnsupportedLayerError(
+                    f"{describe(add)}: integer weights (pet.weight_bits) need a residual add "
+                    "of two operands straight into one quantizer"
+                )
+            target = after[0].target
+            partners = tuple(n for k, n in terms if k == "layer" and n != node.target)
+            ids = tuple(n for k, n in terms if k == "shortcut")
+            for name in ids:
+                shortcut = next(
+                    n for n in gm.graph.nodes if n.op == "call_module" and n.target == name
+                )
+                s_source, s_div = _source(gm, shortcut.args[0], quantizer, f"'{name}'", shapes)
+                layers = tuple(n for k, n in terms if k == "layer")
+                shortcuts[name] = Shortcut(s_source, s_div, target, layers)
+        elif len(users) == 1 and isinstance(_module(gm, users[0]), quantizer):
             target = users[0].target
         elif not all(u.op == "output" for u in users):
             where = ", ".join(describe(u) for u in users)
             raise UnsupportedLayerError(
                 f"the output of {what} goes to {where}: integer weights (pet.weight_bits) "
-                "need each layer to feed one quantizer (through its batch-norm) or the "
-                "network's output"
+                "need each layer to feed one quantizer (through its batch-norm and maybe a "
+                "residual add) or the network's output"
             )
-        found[node.target] = Link(source, divisor, norm, target)
-    return found
+        found[node.target] = Link(source, divisor, norm, target, partners, ids)
+    return found, shortcuts
 
 
 def _bn_gain(bn: nn.Module | None, channels: int, like: Tensor) -> Tensor:
@@ -269,10 +366,23 @@ class _OnGrid:
             gain = gain * _per_in(scale.to(weight), weight)
         return gain
 
+    def _v(self) -> Tensor:
+        """The weight in output units per input level, ``[C_out, ...]``, detached."""
+        return self.weight.detach() * self._gain().detach()
+
     def grid(self) -> tuple[Tensor, Tensor | None]:
-        """:func:`grid` of this layer's weight now: ``(step, thresholds or None)``."""
+        """:func:`grid` of this layer's weight now: ``(step, thresholds or None)``; a
+        layer added to others before its quantizer (a residual block) shares their grid,
+        set by the widest weights of all of them."""
         s_out = self.grid_context()[3]
-        v = self.weight.detach() * self._gain().detach()
+        v = self._v()
+        if self.link.partners:
+            (root,) = self._root
+            widest = [
+                root.get_submodule(p)._v().abs().flatten(1).amax(1) for p in self.link.partners
+            ]
+            v = torch.stack([v.abs().flatten(1).amax(1), *widest]).amax(0, keepdim=False)
+            v = v.view(-1, 1)
         return grid(v, self.bits, None if s_out is None else s_out.to(v))
 
     def grid_weight(self) -> Tensor:
@@ -314,6 +424,30 @@ class GridLinear(_OnGrid, nn.Linear):
 _ON_GRID = {nn.Conv1d: GridConv1d, nn.Conv2d: GridConv2d, nn.Linear: GridLinear}
 
 
+class GridShortcut(nn.Module):
+    """An identity shortcut of a residual block on the grid of the layers it is added to:
+    each level of its source (step ``s_b``) counts ``k_c = round(s_b / u_c)`` units
+    ``u_c`` of the sum, so it passes ``x * k_c u_c / s_b``, a per-channel factor near 1
+    (what an integer network can add). Made by :func:`attach_weight_grids`."""
+
+    def __init__(self, link: Shortcut, root: nn.Module):
+        super().__init__()
+        self.link, self._root = link, (root,)
+
+    def scale(self) -> tuple[Tensor, Tensor]:
+        """``(k, factor)``: the integer multiples per channel, and ``k u_c / s_b``."""
+        (root,) = self._root
+        step, _ = root.get_submodule(self.link.layers[0]).grid()
+        s_b = _step_of(root.get_submodule(self.link.source)) / self.link.divisor
+        k = torch.floor(s_b / step + 0.5)
+        return k, k * step / s_b
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            factor = self.scale()[1].to(x)
+        return x * factor.view(1, -1, *([1] * (x.dim() - 2)))
+
+
 def _step_of(module: nn.Module) -> Tensor:
     """The major path's step of a (path) quantizer, detached."""
     if hasattr(module, "step"):
@@ -327,14 +461,17 @@ def _norm_of(module: nn.Module | None) -> nn.Module | None:
     return module.norm(0) if hasattr(module, "norm") else module
 
 
-def attach_weight_grids(net: nn.Module, export: nn.Module, bits: int, pixels) -> dict[str, Link]:
+def attach_weight_grids(
+    net: nn.Module, export: nn.Module, bits: int, pixels, input_shape
+) -> tuple[dict[str, Link], dict[str, Shortcut]]:
     """Train every conv / linear weight of the PET network ``net`` on its integer grid of
     ``bits`` bits (each layer becomes a :class:`GridConv2d`, :class:`GridLinear`, ...; its
-    parameters keep their names). ``export``: the plain QANN of ``net``'s major path,
-    traced to find each layer's :class:`Link`. ``pixels``: the input's :class:`Pixels`.
-    Returns the links."""
+    parameters keep their names), and every identity shortcut of a residual block on the
+    grid of the layers it joins (:class:`GridShortcut`). ``export``: the plain QANN of
+    ``net``'s major path, traced to find each layer's :class:`Link`. ``pixels``: the
+    input's :class:`Pixels`; ``input_shape``: one sample's. Returns the links."""
     pixels = Pixels.of(pixels)
-    found = links(trace(copy.deepcopy(export).eval()), QReLU)
+    found, shortcuts = links(trace(copy.deepcopy(export).eval()), QReLU, input_shape)
     for name, link in found.items():
         if link.source == INPUT and pixels is None:
             raise UnsupportedLayerError(
@@ -351,33 +488,48 @@ def attach_weight_grids(net: nn.Module, export: nn.Module, bits: int, pixels) ->
         layer.__class__ = kind
         layer.bits, layer.link, layer._root = bits, link, (net,)
         layer._pixel_scale = pixels.scale() if link.source == INPUT else None
-    return found
+    for name, shortcut in shortcuts.items():
+        net.set_submodule(name, GridShortcut(shortcut, net))
+    return found, shortcuts
 
 
 def remove_weight_grids(net: nn.Module) -> nn.Module:
-    """``net`` with each layer on a grid replaced by a plain one holding its grid weight."""
-    for name, module in list(net.named_modules()):
-        if isinstance(module, _OnGrid):
-            net.set_submodule(name, module.plain())
+    """``net`` with each layer on a grid replaced by a plain one holding its grid weight,
+    each shortcut by the identity (the plan records its integer multiples)."""
+    # Every plain layer first: a layer's grid may depend on its partners' weights.
+    plain = [
+        (name, module.plain() if isinstance(module, _OnGrid) else nn.Identity())
+        for name, module in net.named_modules()
+        if isinstance(module, (_OnGrid, GridShortcut))
+    ]
+    for name, module in plain:
+        net.set_submodule(name, module)
     return net
 
 
-def integer_plan(net: nn.Module, bits: int, pixels, grids: dict[str, Link]) -> dict:
+def integer_plan(net: nn.Module, bits: int, pixels, grids) -> dict:
     """What :func:`integerize` needs besides the exported float QANN: the bits, the pixel
-    format, and per layer its thresholds ``m`` (or, for an output layer, its one step)."""
+    format, per layer its thresholds ``m`` (or, for an output layer, its one step), per
+    shortcut its integer multiples."""
+    found, shortcuts = grids
     layers = {}
-    for name in grids:
+    for name in found:
         step, m = net.get_submodule(name).grid()
         layers[name] = (
             {"thresholds": [int(x) for x in m.tolist()]}
             if m is not None
             else {"step": float(step[0])}
         )
+    multiples = {}
+    for name in shortcuts:
+        k, _ = net.get_submodule(name).scale()
+        multiples[name] = [int(x) for x in k.tolist()]
     pixels = Pixels.of(pixels)
     return {
         "weight_bits": bits,
         "pixels": pixels.as_dict() if pixels else None,
         "layers": layers,
+        "shortcuts": multiples,
     }
 
 
@@ -459,8 +611,10 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
     pixels = Pixels.of(plan.get("pixels"))
     gm = trace(copy.deepcopy(qann).double().eval())
     fuse_batchnorm(gm)
-    found = links(gm, QReLU)
+    found, shortcuts = links(gm, QReLU, input_shape)
+    shapes = _shapes(gm, input_shape)
     missing = sorted(set(found) - set(plan["layers"]))
+    missing += sorted(set(shortcuts) - set(plan.get("shortcuts", {})))
     if missing:
         raise UnsupportedLayerError(f"the integer plan has no grid for {missing}")
     levels_of = {n: m for n, m in gm.named_modules() if isinstance(m, QReLU)}
@@ -470,6 +624,16 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
     for name, q in levels_of.items():
         max_level[name] = float(max(q.levels, -q.min_level))
     bias_bits, widest = 1, 1
+    bounds: dict[str | None, float] = {}  # per quantizer: the largest sum feeding it
+
+    def reach(target: str | None, name: str, value: float) -> None:
+        # The largest accumulator: every input at its largest level, plus the bias, plus
+        # a threshold (the membrane before firing holds its rest value too).
+        if target is None:
+            bounds[name] = value
+        else:
+            bounds[target] = bounds.get(target, float(thresholds[target].max())) + value
+
     for name, link in found.items():
         layer = gm.get_submodule(name)
         weight = layer.weight.detach().double()
@@ -512,17 +676,8 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
         shape = (-1,) + (1,) * (bias.dim() - 1)
         b = torch.floor(bias / unit.view(shape) + 0.5)
         bias_bits = max(bias_bits, bits_for(int(b.min()), int(b.max())))
-        # The largest accumulator: every input at its largest level, plus the bias, plus a
-        # threshold (the membrane before firing holds its rest value too).
-        reach = k.abs().flatten(1).sum(1) * max_level[link.source]
-        bound = float((reach.view(shape) + b.abs()).max())
-        if link.target is not None:
-            bound += float(m.max())
-        if bound >= EXACT_BELOW:
-            raise UnsupportedLayerError(
-                f"'{name}' can reach {bound:.3g}, beyond float64's exact integers"
-            )
-        widest = max(widest, bits_for(-int(bound), int(bound)))
+        inputs = k.abs().flatten(1).sum(1) * max_level[link.source]
+        reach(link.target, name, float((inputs.view(shape) + b.abs()).max()))
         with torch.no_grad():
             layer.weight.copy_(k)
             if b.dim() == 1:
@@ -539,6 +694,22 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
                 with gm.graph.inserting_after(get):
                     added = gm.graph.call_function(torch.add, (node, get))
                 node.replace_all_uses_with(added, delete_user_cb=lambda u, a=added: u is not a)
+    for name, shortcut in shortcuts.items():
+        # An identity shortcut: k_c units of the sum per level, a depthwise 1x1 conv.
+        k = torch.tensor(plan["shortcuts"][name], dtype=torch.float64)
+        if len(shapes[nodes[name].name]) != 3:
+            raise UnsupportedLayerError(f"'{name}': integer shortcuts are of [C, H, W] maps")
+        conv = nn.Conv2d(len(k), len(k), 1, groups=len(k), bias=False).double()
+        with torch.no_grad():
+            conv.weight.copy_(k.view(-1, 1, 1, 1))
+        gm.set_submodule(name, conv)
+        reach(shortcut.target, name, float(k.max()) * max_level[shortcut.source])
+    for where, bound in bounds.items():
+        if bound >= EXACT_BELOW:
+            raise UnsupportedLayerError(
+                f"the input of '{where}' can reach {bound:.3g}, beyond float64's exact integers"
+            )
+        widest = max(widest, bits_for(-int(bound), int(bound)))
     for name, q in levels_of.items():
         if name not in thresholds:
             raise UnsupportedLayerError(f"'{name}' follows no conv / linear layer of the plan")
@@ -554,6 +725,10 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
                 module.count_include_pad, divisor_override=1,
             )  # fmt: skip
             gm.set_submodule(node.target, summed)
+        elif isinstance(module, nn.AdaptiveAvgPool2d):  # whole windows (links checked it)
+            size_in, size_out = shapes[node.args[0].name][-2:], shapes[node.name][-2:]
+            window = tuple(i // o for i, o in zip(size_in, size_out, strict=True))
+            gm.set_submodule(node.target, nn.AvgPool2d(window, window, divisor_override=1))
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
     gm.add_submodule("pixels", PixelLevels(pixels or Pixels((0.0,), (1.0,), 1)))
     with gm.graph.inserting_after(placeholder):

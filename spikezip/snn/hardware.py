@@ -236,11 +236,19 @@ class HardwareMeter:
                 entry["membrane_bits"] = bits_for(min(v_low, 0), v_high)
             layers.append(entry)
         weights = biases = 0
+        weight_memory = 0.0  # bits
+        bias_bits = getattr(self.snn, "bias_bits", None) or float_bits
         for module in self.snn.graph.modules():
             if isinstance(module, SpikingAffine):
-                weights += module.layer.weight.numel()
+                w = module.layer.weight
+                weights += w.numel()
                 biases += module.bias.numel()
-        bias_bits = getattr(self.snn, "bias_bits", None) or float_bits
+                # An integer layer at the bits its weights take (a shortcut's integer
+                # multiples take more than weight_bits); a float one at its dtype's.
+                layer_bits = float_bits
+                if self.integer and w.numel():
+                    layer_bits = bits_for(min(int(w.min()), 0), max(int(w.max()), 0))
+                weight_memory += w.numel() * layer_bits + module.bias.numel() * bias_bits
         state_bits = 0
         for entry in layers:
             membrane = entry["membrane_bits"] or float_bits
@@ -258,8 +266,7 @@ class HardwareMeter:
                 "neurons": sum(e["neurons"] for e in layers),
                 "synapses": all_synapses,
                 "weights": weights,
-                "weight_memory_bytes": (weights * (weight_bits or float_bits) + biases * bias_bits)
-                / 8,
+                "weight_memory_bytes": weight_memory / 8,
                 "state_memory_bytes": state_bits / 8,
                 "tracer_bits_max": max(
                     (e["tracer"]["bits"] for e in layers if e["tracer"]), default=None
