@@ -105,11 +105,16 @@ def convert_and_prove(
             f"(full report in {out_dir / 'equivalence.json'})"
         )
     shape = tuple(metadata["input_shape"])
-    described = f"{len(sample)} {inputs} inputs"
+    described = f"{len(sample)} {_inputs(inputs)}"
     resources = measure_hardware(proven, sample.double(), shape, max_timesteps, described)
     write_json(resources, out_dir / "hardware.json")
     save_snn(snn, qann, out_dir / "snn.pt", metadata)
     return result
+
+
+def _inputs(kind: str) -> str:
+    """``"mnist5k validation images"``, ``"random normal inputs"``: what was checked."""
+    return kind if kind.endswith("images") else f"{kind} inputs"
 
 
 def conversion_summary(result: dict, out_dir: str | Path) -> str:
@@ -119,7 +124,7 @@ def conversion_summary(result: dict, out_dir: str | Path) -> str:
     t_eq = [t for t in result["t_eq"] if t >= 0]
     mismatched = sum(layer["mismatches"] for layer in result["layers"])
     checked = (
-        f"on {len(result['t_eq'])} {result['inputs']} inputs in {result['dtype']}, "
+        f"on {len(result['t_eq'])} {_inputs(result['inputs'])} in {result['dtype']}, "
         f"{result['encoding']} encoding"
     )
     if result["exact"]:

@@ -212,6 +212,7 @@ def plot_hardware(report: dict, path: str | Path) -> Path:
             xlabel="membrane before firing (units of Vthr; dashed: Vthr)",
             title="Neuron registers per layer",
         )
-        ax.margins(x=0.35)
+        span = max(max(high, default=1) - min(low, default=0), 1e-9)
+        ax.set_xlim(min(low, default=0) - 0.05 * span, max(high, default=1) + 0.45 * span)
 
     return _figure(draw, path)

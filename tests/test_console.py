@@ -83,7 +83,7 @@ def test_convert_and_evaluate_end_with_their_summaries(debug_run, tmp_path):
     text = conversion_summary(convert_file(cfg), tmp_path)
     lines = text.splitlines()
     assert re.fullmatch(
-        r"spikezip SNN equivalent to its QANN \(on 16 digits validation images inputs in "
+        r"spikezip SNN equivalent to its QANN \(on 16 digits validation images in "
         r"float64, even encoding\):",
         lines[0],
     ), lines[0]

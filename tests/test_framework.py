@@ -193,6 +193,57 @@ def test_train_end_to_end_writes_every_artifact(debug_run):
     assert [e["sops"] for e in hardware["layers"]] == list(energy["sop_per_layer"].values())
 
 
+def test_an_export_the_network_cannot_have_is_refused_before_any_work(debug_run, tmp_path):
+    run_dir, _ = debug_run
+    qann = f"qann={run_dir / 'qann.ckpt'}"
+    with pytest.raises(ConfigError, match="export=integer needs an integer QANN"):
+        convert_file(_compose("convert", [qann, f"out_dir={tmp_path}", "export=integer"]))
+    with pytest.raises(ConfigError, match="NIR cannot express"):
+        convert_file(_compose("convert", [qann, f"out_dir={tmp_path}", "export=nir"]))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_an_integer_run_is_bit_exact_and_exports_what_numpy_runs(tmp_path):
+    from spikezip.export import reference
+    from spikezip.lit.pipeline import train
+
+    run_dir = tmp_path / "run"
+    report = train(_compose(overrides=["data=digits", "trainer=debug", "pet.weight_bits=8"]),
+                   run_dir)  # fmt: skip
+    proof = report["bit_exact"]
+    assert proof["bit_exact"] and proof["samples"] == report["samples"] == 359
+    assert proof["levels_compared"] == 359 * proof["neurons_per_sample"]
+    equivalence = json.loads((run_dir / "equivalence.json").read_text())
+    assert equivalence["bit_exact"] and equivalence["bit_exact_check"]["samples"] == 359
+    hardware = json.loads((run_dir / "hardware.json").read_text())
+    assert hardware["integer"] and all(e["membrane_bits"] for e in hardware["layers"])
+    # The saved files rebuild the integer networks, and the export runs in NumPy.
+    convert = [f"qann={run_dir / 'qann.ckpt'}", f"out_dir={tmp_path / 'c'}", "export=integer"]
+    result = convert_file(_compose("convert", convert))
+    assert result["bit_exact"] and reference.check(result["export"]) == 0
+    summary = evaluate_file(_compose("evaluate", [f"snn.path={run_dir / 'snn.pt'}", "data=digits",
+                                                  f"+out_dir={tmp_path / 'eval'}"]))  # fmt: skip
+    assert summary["bit_exact"]["bit_exact"] and summary["dtype"] == "float64"
+
+
+@pytest.mark.slow
+def test_a_qcfs_run_exports_to_nir(tmp_path):
+    import nir
+
+    from spikezip.export.nir import simulate_nir
+    from spikezip.lit.pipeline import train
+
+    run_dir = tmp_path / "run"
+    train(_compose(overrides=["data=digits", "trainer=debug", "method=qcfs"]), run_dir)
+    convert = [f"qann={run_dir / 'qann.ckpt'}", f"out_dir={tmp_path / 'c'}", "export=nir"]
+    result = convert_file(_compose("convert", convert))
+    snn, _, meta = load_snn(tmp_path / "c" / "snn.pt")
+    x = torch.randn(2, *meta["input_shape"], dtype=torch.float64)
+    graph = nir.read(result["export"])
+    assert torch.allclose(simulate_nir(graph, x, 8), snn.double().simulate(x, 8), atol=1e-12)
+
+
 def test_convert_and_evaluate_round_trip(debug_run, tmp_path):
     run_dir, _ = debug_run
     report = convert_file(

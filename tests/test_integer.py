@@ -1,6 +1,9 @@
 """Integer SNNs (pet.weight_bits): the grid, the integer QANN, bit-exactness, the export
 and its NumPy reference simulator, NIR export of IF networks."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,7 @@ from torch import nn
 
 from spikezip.export import ExportError, export_integer
 from spikezip.export import reference as numpy_snn
-from spikezip.models import small_cnn
+from spikezip.models import resnet20, small_cnn
 from spikezip.pet.paths import export_network, to_pet
 from spikezip.quant import QReLU, to_qann
 from spikezip.quant.integer import IntQReLU, PixelLevels, Pixels, grid, integerize
@@ -20,6 +23,7 @@ from spikezip.snn.hardware import measure_hardware
 from spikezip.tracing import UnsupportedLayerError
 
 PIXELS = {"mean": [0.25], "std": [0.5], "max": 16}  # 8x8 images of 0..16 (like digits)
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -27,10 +31,15 @@ def _images(n: int, seed: int = 0) -> torch.Tensor:
     return ((p / 16.0 - 0.25) / 0.5).float()
 
 
-def _integer_qann(bits: int, seed: int = 0):
+def _integer_qann(bits: int, seed: int = 0, model: str = "small"):
     torch.manual_seed(seed)
     x = _images(32, seed)
-    qann = realistic_qann(small_cnn(10, 1, 8, width=0.5), 8, x.double(), seed)
+    net = (
+        small_cnn(10, 1, 8, width=0.5)
+        if model == "small"
+        else resnet20(10, width=0.25, in_channels=1)
+    )
+    qann = realistic_qann(net, 8, x.double(), seed)
     pet = to_pet(qann.float(), [8, 4, 2]).eval()
     pet.use_weight_grids(bits, PIXELS, (1, 8, 8))
     return export_network(pet), pet
@@ -108,8 +117,18 @@ def test_an_integer_qann_refuses_inputs_that_are_not_pixels_and_layers_it_cannot
     assert Pixels.of(PIXELS).scale().item() == pytest.approx(1 / 8)
 
 
-def test_the_export_runs_in_numpy_exactly_as_in_torch(tmp_path):
-    iqann, _ = _integer_qann(8)
+def test_a_residual_network_is_bit_exact():
+    # ResNet-20: residual sums, identity shortcuts on the grid, adaptive pooling.
+    iqann, _ = _integer_qann(8, model="resnet")
+    assert iqann.plan["shortcuts"] and all(min(k) >= 1 for k in iqann.plan["shortcuts"].values())
+    report = check_equivalence(iqann, to_snn(iqann), _images(4, seed=5).double())
+    assert report.bit_exact and report.equivalent, str(report)
+
+
+@pytest.mark.parametrize("model", ["small", pytest.param("resnet", marks=pytest.mark.slow)])
+def test_the_export_runs_in_numpy_exactly_as_in_torch(model, tmp_path):
+    # A plain CNN, and a ResNet-20 (its sums: the export's add).
+    iqann, _ = _integer_qann(8, model=model)
     snn = to_snn(iqann)
     x = _images(5, seed=7)
     export_integer(snn, tmp_path / "integer", x, (1, 8, 8))
@@ -117,10 +136,16 @@ def test_the_export_runs_in_numpy_exactly_as_in_torch(tmp_path):
         "graph.json", "weights.npz", "expected.npz",
     }  # fmt: skip
     graph, arrays = numpy_snn.load(tmp_path / "integer")
-    assert [layer["op"] for layer in graph["layers"]][:3] == ["conv2d", "stbif", "sum_pool2d"]
-    assert arrays["features.0.weight"].dtype == np.int64  # read as int64; stored int8
+    ops = {layer["op"] for layer in graph["layers"]}
+    assert ops == ({"conv2d", "stbif", "sum_pool2d", "flatten", "linear"} | (
+        {"add"} if model == "resnet" else set()))  # fmt: skip
+    schema = json.loads((DOCS / "integer_export.schema.json").read_text())
+    assert set(schema["required"]) <= set(graph)  # the documented format, its every op
+    assert ops <= set(schema["properties"]["layers"]["items"]["properties"]["op"]["enum"])
+    first = graph["layers"][0]["weight"]
+    assert arrays[first].dtype == np.int64  # read as int64; stored int8
     with np.load(tmp_path / "integer" / "weights.npz") as stored:
-        assert stored["features.0.weight"].dtype == np.int8
+        assert stored[first].dtype == np.int8
     sim = snn.run(x.double(), 64, keep=32)
     pixels = snn.input_map(x.double()).numpy().astype(np.int64)
     outputs, t_eq = numpy_snn.run(graph, arrays, pixels, 64)
@@ -131,6 +156,8 @@ def test_the_export_runs_in_numpy_exactly_as_in_torch(tmp_path):
     assert np.array_equal(at_eq, sim.final.numpy().astype(np.int64))
     assert numpy_snn.check(tmp_path / "integer") == 0
     assert numpy_snn.main([str(tmp_path / "integer")]) == 0
+    if model == "resnet":
+        return
     # A float SNN has no integer export, and nothing is written for it.
     with pytest.raises(ExportError, match="only an integer SNN exports"):
         export_integer(to_snn(_float_net()), tmp_path / "float", x, (1, 8, 8))
