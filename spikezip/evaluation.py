@@ -98,7 +98,7 @@ def evaluate_snn(
     integer = is_integer(qann)
     if integer and dtype is not DType.float64:
         # Integers are exact in float64 (below 2**53); float32 would round large sums.
-        log.info("an integer SNN: simulated in float64, whose integers are exact")
+        log.info("an integer SNN: integer membranes, its layers in float64 (exact integers)")
         dtype = DType.float64
     snn, qann = snn.to(device, dtype.torch), qann.to(device, dtype.torch).eval()
     snn.use_backend(settings.backend)

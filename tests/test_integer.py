@@ -86,6 +86,8 @@ def test_an_integer_snn_is_bit_exact_to_its_integer_qann(bits):
     snn = to_snn(iqann)
     report = check_equivalence(iqann, snn, x)
     assert report.bit_exact and report.equivalent, str(report)
+    # Membranes and tracers are integers; their bound fits int32 here.
+    assert {(n.v.dtype, n.count.dtype) for n in snn.neurons.values()} == {(torch.int32,) * 2}
     assert report.levels_compared == 24 * sum(n.count[0].numel() for n in snn.neurons.values())
     assert report.outputs_differing == 0 and report.outputs_compared == 24 * 10
     hardware = measure_hardware(snn, x, (1, 8, 8), 64, "24 images")

@@ -185,9 +185,8 @@ def _open_run(cfg: TrainConfig, run_dir: Path) -> Run:
     )
     val_loader = DataLoader(val, d.eval_batch_size, shuffle=False, **workers)
     shape = (info.in_channels, info.image_size, info.image_size)
-    return Run(
-        cfg, run_dir, cfg.model.arch(info), shape, train_loader, val_loader, pixels=info.pixels
-    )
+    pixels = getattr(info, "pixels", None)  # a detection set has none
+    return Run(cfg, run_dir, cfg.model.arch(info), shape, train_loader, val_loader, pixels=pixels)
 
 
 def obtain_teacher(run: Run) -> nn.Module:

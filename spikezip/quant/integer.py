@@ -25,7 +25,9 @@ thresholds recorded at export (:func:`integer_plan`): pixels as the integers the
 integer weights, biases rounded to the unit (half up), ``IntQReLU`` levels
 ``clip(floor((z + floor(m / 2)) / m), low, n)``, sums instead of average pooling. It
 computes in float64, whose integers are exact below ``2 ** 53`` (torch has no integer
-convolution); a bound on every accumulator is checked when it is built.
+convolution); a bound on every accumulator is checked when it is built, and each
+quantizer's bound (``register_bound``) decides whether its SNN neurons keep their
+membrane in int32 or int64.
 """
 
 from __future__ import annotations
@@ -571,6 +573,8 @@ class IntQReLU(nn.Module):
         super().__init__()
         self.register_buffer("threshold", thresholds.detach().clone())
         self.levels, self.low = int(levels), int(low)
+        # The largest magnitude its neurons' membrane can take (set by integerize).
+        self.register_bound = 2**62
 
     @property
     def min_level(self) -> int:
@@ -716,7 +720,11 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
         m = thresholds[name]
         target = nodes[name]
         shape = _threshold_shape(gm, target)
-        gm.set_submodule(name, IntQReLU(m.view(shape), q.levels, q.min_level))
+        integer = IntQReLU(m.view(shape), q.levels, q.min_level)
+        # The membrane of its neurons: the largest sum, less or more the tracer's reach.
+        levels = max(q.levels, -q.min_level)
+        integer.register_bound = int(bounds[name] + levels * float(m.max())) + 1
+        gm.set_submodule(name, integer)
     for node in list(gm.graph.nodes):
         module = _module(gm, node)
         if isinstance(module, nn.AvgPool2d):  # its divisor is in the next layer's unit

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import fx, nn
 from torch.utils._pytree import tree_flatten
 
@@ -67,8 +68,10 @@ ST_BIF = NeuronRule(QReLU, stbif_from_qrelu)
 
 
 def integer_stbif(name: str, q: nn.Module) -> IntegerSTBIF:
-    """``IntQReLU(m, n)`` -> ``IntegerSTBIF(Vthr=m, S_max=n, V0=floor(m/2))``: bit-exact."""
-    return IntegerSTBIF(q.threshold.detach(), q.levels, q.min_level)
+    """``IntQReLU(m, n)`` -> ``IntegerSTBIF(Vthr=m, S_max=n, V0=floor(m/2))``: bit-exact;
+    its state in int32 where the quantizer's bound allows, else int64."""
+    dtype = torch.int32 if q.register_bound < 2**31 else torch.int64
+    return IntegerSTBIF(q.threshold.detach(), q.levels, q.min_level, dtype)
 
 
 # An integer QANN's rule (pet.weight_bits): every integer Q-ReLU becomes an integer ST-BIF.

@@ -137,12 +137,14 @@ class HardwareMeter:
             membrane = torch.aminmax(before.div_(neuron.threshold))
             if integer is None:
                 integer = membrane
-            tracer = torch.aminmax(neuron.count)
+            tracer = [t.double() for t in torch.aminmax(neuron.count)]  # an int in an integer SNN
             rows = spike.reshape(spike.shape[0], -1)
             per_row = torch.linalg.vector_norm(rows, 1, dim=1)  # neurons firing, per sample
-            lows.append(torch.stack([membrane[0], integer[0], tracer[0]]))
+            lows.append(torch.stack([membrane[0], integer[0], tracer[0]]).double())
             highs.append(
-                torch.stack([membrane[1], integer[1], tracer[1], per_row.max() / rows.shape[1]])
+                torch.stack(
+                    [membrane[1], integer[1], tracer[1], per_row.max() / rows.shape[1]]
+                ).double()
             )
             sums.append(
                 torch.stack([per_row.sum(dtype=torch.float64), rows.sum(dtype=torch.float64)])

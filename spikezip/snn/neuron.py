@@ -318,14 +318,28 @@ class STBIF(SpikingNeuron):
 
 class IntegerSTBIF(STBIF):
     """ST-BIF neurons of an integer SNN (``pet.weight_bits``): integer thresholds ``m``
-    (one per channel, ``[C, 1, ...]``), membrane and input integers, ``V0 = floor(m / 2)``,
-    and each spike's output is the spike itself (``+1`` / ``-1``): the next layer's
-    integer weights carry its unit. After the simulation the tracer is the integer
-    Q-ReLU's level (:class:`spikezip.quant.integer.IntQReLU`), bit for bit."""
+    (one per channel, ``[C, 1, ...]``), ``V0 = floor(m / 2)``, and each spike's output is
+    the spike itself (``+1`` / ``-1``): the next layer's integer weights carry its unit.
+    The membrane and the tracer are integers of ``state_dtype`` (int32, or int64 where the
+    network's accumulator bound needs it); the input arrives as the exact integers the
+    float64 affine layers compute, and :attr:`spike` is handed on in the input's dtype.
+    After the simulation the tracer is the integer Q-ReLU's level
+    (:class:`spikezip.quant.integer.IntQReLU`), bit for bit. Runs eagerly."""
+
+    def __init__(
+        self,
+        threshold: Tensor | float,
+        levels: int,
+        tracer_min: int = 0,
+        state_dtype: torch.dtype = torch.int64,
+    ):
+        super().__init__(threshold, levels, tracer_min)
+        self.state_dtype = state_dtype
 
     def _init_state(self, x: Tensor) -> None:
-        self.v = torch.floor(self.threshold / 2).to(x.dtype).expand_as(x).clone()
-        self.count = torch.zeros_like(x)
+        self._theta = self.threshold.to(self.state_dtype)
+        self.v = torch.div(self._theta, 2, rounding_mode="floor").expand_as(x).clone()
+        self.count = torch.zeros_like(x, dtype=self.state_dtype)
         self.spike = torch.empty_like(x)
 
     @property
@@ -333,26 +347,35 @@ class IntegerSTBIF(STBIF):
         return torch.ones((), dtype=self.threshold.dtype, device=self.threshold.device)
 
     def transition(self):
-        if type(self).step is not STBIF.step:
-            return None
-        return integer_stbif_transition, (self.threshold, self.tracer_min, self.levels)
+        return None  # integer state: the eager step
+
+    def step(self, x: Tensor) -> None:
+        if self.v is None:
+            self._init_state(x)
+        v = self.v + x.to(self.state_dtype)  # x holds integers: exact
+        up = (v >= self._theta) & (self.count < self.levels)
+        down = (v < 0) & (self.count > self.tracer_min)
+        spike = up.to(self.state_dtype) - down.to(self.state_dtype)
+        self.v = v - spike * self._theta
+        self.count = self.count + spike
+        self.spike = spike.to(x.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.compiled:
-            return self._compiled_step(x)
         self.step(x)
         return self.spike
 
     def accumulated(self, out: Tensor | None = None) -> Tensor:
-        """The levels so far: the tracer (written into ``out`` if given)."""
+        """The levels so far: the tracer, in the simulation's float dtype (written into
+        ``out`` if given)."""
         if self.count is None:
             raise RuntimeError(f"{type(self).__name__} has no state: simulate an input first")
         if out is None:
-            return self.count.clone()
+            return self.count.to(self.threshold.dtype)
         return out.copy_(self.count)
 
     def extra_repr(self) -> str:
-        return f"channels={self.threshold.numel()}, levels={self.levels}, integer"
+        kind = str(self.state_dtype).replace("torch.", "")
+        return f"channels={self.threshold.numel()}, levels={self.levels}, {kind}"
 
 
 class IFNeuron(SpikingNeuron):
