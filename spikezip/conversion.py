@@ -7,6 +7,7 @@ resources, measured on the proof's samples) only for an SNN proven equivalent.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from spikezip.export.integer import export_integer
 from spikezip.export.nir import write_nir
 from spikezip.io import write_json
 from spikezip.methods import MethodConfig, calibration_data, method_of, settings_of
+from spikezip.plots import plot_hardware
 from spikezip.snn import MAX_TIMESTEPS, Encoding, check_equivalence
 from spikezip.snn.equivalence import NotEquivalentError
-from spikezip.snn.hardware import measure_hardware
+from spikezip.snn.hardware import format_hardware, measure_hardware
+
+log = logging.getLogger(__name__)
 
 
 def sample_inputs(metadata: dict, count: int = 16) -> tuple[Tensor, str]:
@@ -108,6 +112,8 @@ def convert_and_prove(
     described = f"{len(sample)} {_inputs(inputs)}"
     resources = measure_hardware(proven, sample.double(), shape, max_timesteps, described)
     write_json(resources, out_dir / "hardware.json")
+    plot_hardware(resources, out_dir / "hardware.png")
+    log.info("hardware resources (hardware.json):\n%s", format_hardware(resources))
     save_snn(snn, qann, out_dir / "snn.pt", metadata)
     return result
 
