@@ -13,7 +13,7 @@ from spikezip.tasks import Classification
 @pytest.mark.parametrize(
     "low, high, bits",
     [(0, 0, 1), (0, 1, 1), (0, 8, 4), (0, 15, 4), (0, 16, 5), (-8, 8, 5), (-8, 7, 4),
-     (-1, 0, 1), (-3, 100, 8), (-200, 3, 9)],
+     (-1, 0, 1), (-3, 100, 8), (-200, 3, 9), (5, 8, 4), (1000, 1001, 10), (4000, 4100, 13)],
 )  # fmt: skip
 def test_bits_for_a_range(low, high, bits):
     assert bits_for(low, high) == bits

@@ -92,6 +92,14 @@ def test_an_integer_snn_is_bit_exact_to_its_integer_qann(bits):
     assert report.outputs_differing == 0 and report.outputs_compared == 24 * 10
     hardware = measure_hardware(snn, x, (1, 8, 8), 64, "24 images")
     assert hardware["integer"] and hardware["weight_bits"] == bits
+    # The first layer's bias map (one bias per position) is memory too.
+    bias_map = iqann.get_buffer("features_0_bias_map").numel()
+    assert hardware["network"]["weight_memory_bytes"] >= bias_map * iqann.bias_bits / 8
+    # Each quantizer's bound covers its largest input: every input at its top level,
+    # summed by the 2x2 pooling before the layer (4 inputs in each).
+    conv = iqann.get_submodule("features.4").weight.detach()
+    top = float((conv.abs().flatten(1).sum(1) * 8 * 4).max())
+    assert iqann.get_submodule("features.6").register_bound > top
     for layer in hardware["layers"]:
         low, high = layer["membrane_integer"]["min"], layer["membrane_integer"]["max"]
         assert low <= 0 < high and 2 ** (layer["membrane_bits"] - 1) > max(-low, high)
@@ -113,6 +121,15 @@ def test_an_integer_qann_refuses_inputs_that_are_not_pixels_and_layers_it_cannot
 
     with pytest.raises(UnsupportedLayerError, match="an add after the neurons"):
         to_pet(Residual(), [4]).use_weight_grids(8, PIXELS, (1, 8, 8))
+    pooled = [
+        nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 4), QReLU(4, 0.5),
+                      nn.Linear(4, 2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), QReLU(4, 0.5), nn.AvgPool2d(2, ceil_mode=True),
+                      nn.Flatten(), nn.Linear(18, 2)),
+    ]  # fmt: skip
+    for net, why in zip(pooled, ["through average pooling", "ceil_mode=True"], strict=True):
+        with pytest.raises(UnsupportedLayerError, match=why):
+            to_pet(net, [4]).use_weight_grids(8, PIXELS, (1, 8, 8))
     plan = {"weight_bits": 8, "pixels": PIXELS, "layers": {}}
     with pytest.raises(UnsupportedLayerError, match="no grid for"):
         integerize(to_qann(small_cnn(10, 1, 8), 8), plan, (1, 8, 8))
@@ -195,6 +212,23 @@ def test_an_if_network_goes_to_nir_and_back(method, tmp_path):
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
     expected = snn.double().simulate(x, 12)
     assert torch.allclose(simulate_nir(graph, x, 12), expected, atol=1e-12)
+
+
+def test_a_dropout_and_pooling_go_to_nir(tmp_path):
+    import nir
+
+    from spikezip.baselines.qcfs import to_if_snn, to_qcfs
+    from spikezip.export.nir import simulate_nir, write_nir
+
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Dropout(0.5),
+        nn.Linear(32, 3),
+    )  # fmt: skip
+    snn = to_if_snn(to_qcfs(model, 4).eval())
+    graph = nir.read(str(write_nir(snn, tmp_path / "snn.nir", (1, 8, 8))))
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    assert torch.allclose(simulate_nir(graph, x, 6), snn.double().simulate(x, 6), atol=1e-12)
 
 
 def test_a_spikezip_snn_does_not_go_to_nir(tmp_path):

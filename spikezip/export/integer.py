@@ -91,13 +91,18 @@ def graph_of(snn: SpikingNetwork) -> tuple[dict, dict[str, np.ndarray]]:
         if node.op == "call_function" and op_name(node) == "add" and len(node.args) == 2:
             layer, constant = node.args
             entry = next((e for e in layers if e["name"] == names.get(layer.name)), None)
-            if entry is None or constant.name not in released or entry["op"] == "stbif":
-                raise ExportError(f"{describe(node)}: the export adds constants to a layer only")
-            bias = arrays.pop(entry["bias"]) if entry.get("bias") else None
+            if (
+                entry is None
+                or constant.name not in released
+                or entry["op"] not in ("conv1d", "conv2d", "linear")
+                or np.any(arrays[entry["bias"]])  # share(b) + share(c) is not share(b + c)
+            ):
+                raise ExportError(
+                    f"{describe(node)}: the export adds a constant only to a conv / linear "
+                    "layer without a bias of its own (its bias, released as one)"
+                )
             extra = released[constant.name][0]
-            total = extra.double() if bias is None else extra.double() + _expand(bias, extra)
-            entry["bias"] = f"{entry['name']}.bias"
-            arrays[entry["bias"]] = _ints(total)
+            arrays[entry["bias"]] = _ints(extra.double())
             names[node.name] = entry["name"]
             continue
         entry = {"name": name, "input": source(node.args[0])}
@@ -161,11 +166,6 @@ def graph_of(snn: SpikingNetwork) -> tuple[dict, dict[str, np.ndarray]]:
     return graph, arrays
 
 
-def _expand(bias: np.ndarray, like: Tensor) -> Tensor:
-    b = torch.from_numpy(bias.astype(np.float64))
-    return b.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _flattens(node: fx.Node, module: nn.Module | None) -> bool:
     if isinstance(module, nn.Flatten):
         return module.start_dim == 1 and module.end_dim == -1
@@ -203,10 +203,14 @@ def export_integer(snn: SpikingNetwork, directory: str | Path, inputs: Tensor, i
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for name, content in (("weights.npz", arrays), ("expected.npz", expected)):
-        with open(partial / name, "wb") as f:
-            np.savez(f, **content)
-    write_json(graph, partial / "graph.json")
+    try:
+        for name, content in (("weights.npz", arrays), ("expected.npz", expected)):
+            with open(partial / name, "wb") as f:
+                np.savez(f, **content)
+        write_json(graph, partial / "graph.json")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # nothing half-written is left
+        raise
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
     return directory

@@ -102,6 +102,9 @@ def to_nir(snn: SpikingNetwork, input_shape):
             raise ExportError(f"{describe(node)}: NIR export takes a chain of layers")
         module = gm.get_submodule(node.target) if node.op == "call_module" else None
         name = str(node.target) if module is not None else node.name
+        if isinstance(module, nn.Identity):  # a dropout of the ANN: nothing to write
+            last[node.name] = source
+            continue
         if isinstance(module, SpikingAffine):
             layer, bias = module.layer, _array(module.bias)
             if isinstance(layer, nn.Linear):

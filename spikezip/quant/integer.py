@@ -52,17 +52,17 @@ PASS_THROUGH = {"flatten", "view", "reshape", "contiguous"}
 
 
 def bits_for(low: int, high: int) -> int:
-    """Bits of a register holding every integer in ``[low, high]``: ``⌈log2(high - low +
-    1)⌉`` (at least 1), in two's complement when ``low < 0`` (one bit more where the
-    range does not sit the way two's complement does)."""
+    """Bits of a register holding every integer in ``[low, high]``: ``⌈log2(high + 1)⌉``
+    unsigned when ``low >= 0`` (the tracer's ``⌈log2(S_max - S_min + 1)⌉`` for ``S_min =
+    0``), else two's complement: ``⌈log2(high - low + 1)⌉``, one bit more where the range
+    does not sit the way two's complement does. At least 1."""
     low, high = int(low), int(high)
     if high < low:
         raise ValueError(f"empty range [{low}, {high}]")
+    if low >= 0:  # an unsigned register holds 0..2^b - 1
+        return max(1, math.ceil(math.log2(high + 1)))
     bits = max(1, math.ceil(math.log2(high - low + 1)))
-    if low < 0:  # two's complement holds [-2^(b-1), 2^(b-1) - 1]
-        while -(2 ** (bits - 1)) > low or 2 ** (bits - 1) - 1 < high:
-            bits += 1
-    elif high > 2**bits - 1:
+    while -(2 ** (bits - 1)) > low or 2 ** (bits - 1) - 1 < high:  # two's complement
         bits += 1
     return bits
 
@@ -163,6 +163,11 @@ def _shapes(gm: fx.GraphModule, input_shape) -> dict[str, tuple[int, ...]]:
 
 def _pool_divisor(module: nn.Module, node: fx.Node, what: str, shapes) -> float:
     if isinstance(module, nn.AvgPool2d):
+        if module.ceil_mode:
+            raise UnsupportedLayerError(
+                f"{describe(node)} pools with ceil_mode=True: its edge windows are smaller, "
+                f"so {what} has no single input unit"
+            )
         if module.divisor_override is not None:
             return float(module.divisor_override)
         if module.padding not in (0, (0, 0)) and not module.count_include_pad:
@@ -264,6 +269,11 @@ def links(
         if calls[node.target] > 1:
             raise UnsupportedLayerError(f"{what} is called more than once: its grid is ambiguous")
         source, divisor = _source(gm, node.args[0], quantizer, what, shapes)
+        if source == INPUT and divisor != 1:
+            raise UnsupportedLayerError(
+                f"{what} reads the input through average pooling: integer weights "
+                "(pet.weight_bits) take the pixels straight into the first layer"
+            )
         norm, out = _after_norm(gm, node)
         users = list(out.users)
         target, partners, ids = None, (), ()
@@ -680,7 +690,8 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
         shape = (-1,) + (1,) * (bias.dim() - 1)
         b = torch.floor(bias / unit.view(shape) + 0.5)
         bias_bits = max(bias_bits, bits_for(int(b.min()), int(b.max())))
-        inputs = k.abs().flatten(1).sum(1) * max_level[link.source]
+        # A sum pooling on the way adds `divisor` inputs into each one the layer reads.
+        inputs = k.abs().flatten(1).sum(1) * max_level[link.source] * link.divisor
         reach(link.target, name, float((inputs.view(shape) + b.abs()).max()))
         with torch.no_grad():
             layer.weight.copy_(k)
@@ -707,7 +718,7 @@ def integerize(qann: nn.Module, plan: dict, input_shape) -> IntegerQANN:
         with torch.no_grad():
             conv.weight.copy_(k.view(-1, 1, 1, 1))
         gm.set_submodule(name, conv)
-        reach(shortcut.target, name, float(k.max()) * max_level[shortcut.source])
+        reach(shortcut.target, name, float(k.max()) * max_level[shortcut.source] * shortcut.divisor)
     for where, bound in bounds.items():
         if bound >= EXACT_BELOW:
             raise UnsupportedLayerError(

@@ -19,7 +19,7 @@ from torch import Tensor, fx, nn
 
 from spikezip.quant.integer import bits_for
 from spikezip.snn.energy import EnergyMeter, fanout
-from spikezip.snn.layers import SpikingAffine
+from spikezip.snn.layers import ReleasedConstant, SpikingAffine
 from spikezip.snn.measure import ReduceSum, sum_across
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import STBIF, SpikingNeuron
@@ -251,6 +251,15 @@ class HardwareMeter:
                 if self.integer and w.numel():
                     layer_bits = bits_for(min(int(w.min()), 0), max(int(w.max()), 0))
                 weight_memory += w.numel() * layer_bits + module.bias.numel() * bias_bits
+        for node in self.snn.graph.graph.nodes:  # released constants: a bias map, ...
+            if node.op == "call_module" and isinstance(
+                self.snn.graph.get_submodule(node.target), ReleasedConstant
+            ):
+                constant = node.args[0]
+                if isinstance(constant, fx.Node) and constant.op == "get_attr":
+                    values = getattr(self.snn.graph, constant.target)
+                    biases += values.numel()
+                    weight_memory += values.numel() * bias_bits
         state_bits = 0
         for entry in layers:
             membrane = entry["membrane_bits"] or float_bits

@@ -28,7 +28,8 @@ ReduceSum = Callable[[Tensor], Tensor]
 
 def sum_across(tensors: Sequence[Tensor], reduce_sum: ReduceSum) -> list[Tensor]:
     """Each tensor summed over processes, with one collective call for all of them."""
-    flat = torch.cat([t.detach().double().flatten() for t in tensors])
+    # Gathered on the CPU: the sums may sit on the simulation's device, a count beside them.
+    flat = torch.cat([t.detach().double().flatten().cpu() for t in tensors])
     flat = reduce_sum(flat.to(tensors[0].device)).cpu()
     out, start = [], 0
     for t in tensors:
