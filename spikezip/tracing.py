@@ -304,3 +304,20 @@ __all__ = [
     "shared_call_sites",
     "trace",
 ]
+
+
+def node_shapes(gm: fx.GraphModule, x: Tensor) -> dict[str, tuple[int, ...]]:
+    """Each node's output shape for one sample (batch dimension dropped), from running
+    ``gm`` on ``x`` without gradients."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    class Shapes(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, Tensor):
+                shapes[n.name] = tuple(out.shape[1:])
+            return out
+
+    with torch.no_grad():
+        Shapes(gm).run(x)
+    return shapes

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, fx, nn
+from torch import Tensor, nn
 
 from spikezip.export.integer import ExportError
 from spikezip.io import atomic_write
@@ -35,27 +35,6 @@ from spikezip.snn.layers import SpikingAffine
 from spikezip.snn.network import SpikingNetwork
 from spikezip.snn.neuron import IFNeuron
 from spikezip.tracing import describe, op_name
-
-
-def _shapes(snn: SpikingNetwork, input_shape) -> dict[str, tuple[int, ...]]:
-    """Each node's output shape for one sample."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    class Shapes(fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if isinstance(out, Tensor):
-                shapes[n.name] = tuple(out.shape[1:])
-            return out
-
-    snn.reset()
-    for m in snn._released():
-        m.begin(1)
-        m.releasing = True
-    with torch.no_grad():
-        Shapes(snn.graph).run(torch.zeros(1, *input_shape, dtype=snn.dtype, device=snn.device))
-    snn.reset()
-    return shapes
 
 
 def _array(t: Tensor) -> np.ndarray:
@@ -77,7 +56,7 @@ def to_nir(snn: SpikingNetwork, input_shape):
             "ST-BIF neurons (signed spikes, a bounded tracer) have no NIR node: use "
             "export=integer"
         )
-    gm, shapes = snn.graph, _shapes(snn, input_shape)
+    gm, shapes = snn.graph, snn.node_shapes(input_shape)
     nodes = {"input": nir.Input(input_type={"input": np.array(input_shape)})}
     edges, last = [], {}
 

@@ -42,7 +42,7 @@ from torch import Tensor, fx, nn
 
 from spikezip.convertible import fuse_batchnorm
 from spikezip.quant.qrelu import QReLU
-from spikezip.tracing import UnsupportedLayerError, describe, op_name, trace
+from spikezip.tracing import UnsupportedLayerError, describe, node_shapes, op_name, trace
 
 INPUT = "<input>"
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -145,20 +145,9 @@ def _module(gm: fx.GraphModule, node) -> nn.Module | None:
 
 def _shapes(gm: fx.GraphModule, input_shape) -> dict[str, tuple[int, ...]]:
     """Each node's output shape for one sample (what an adaptive pooling divides by)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    class Shapes(fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if isinstance(out, Tensor):
-                shapes[n.name] = tuple(out.shape[1:])
-            return out
-
     param = next(gm.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
-        Shapes(gm).run(torch.zeros(1, *input_shape, dtype=dtype))
-    return shapes
+    return node_shapes(gm, torch.zeros(1, *input_shape, dtype=dtype))
 
 
 def _pool_divisor(module: nn.Module, node: fx.Node, what: str, shapes) -> float:

@@ -52,21 +52,13 @@ def synapses_in(
     the synapses of the whole network (every conv / linear layer's)."""
     gm = snn.graph
     affine = _affine_nodes(gm)
-    inputs: dict[str, Tensor] = {}
-
-    class Shapes(fx.Interpreter):
-        def run_node(self, n):
-            if n.name in affine:
-                inputs[n.name] = self.env[n.args[0]][:1]
-            return super().run_node(n)
-
-    snn.reset()
-    for m in snn._released():
-        m.begin(1)
-        m.releasing = True
-    with torch.no_grad():
-        Shapes(gm).run(torch.zeros(1, *input_shape, dtype=snn.dtype, device=snn.device))
-    snn.reset()
+    shapes = snn.node_shapes(input_shape)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    inputs = {
+        name: torch.zeros(1, *shapes[nodes[name].args[0].name], dtype=snn.dtype, device=snn.device)
+        for name in affine
+        if nodes[name].args[0].name in shapes
+    }
     macs = {name: _connections(affine[name].layer, x) for name, x in inputs.items()}
     result = {}
     for node in gm.graph.nodes:

@@ -15,6 +15,7 @@ from spikezip.snn.encoding import Encoding, Release
 from spikezip.snn.layers import Released
 from spikezip.snn.neuron import SpikingNeuron, select_rows
 from spikezip.snn.operators import Accumulating
+from spikezip.tracing import node_shapes
 
 # The one default budget of steps to reach equilibrium (conversion proof and evaluation).
 MAX_TIMESTEPS = 1000
@@ -171,6 +172,19 @@ class SpikingNetwork(nn.Module):
             self.graph(x)
             if on_step is not None:
                 on_step(t, self)
+
+    def node_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        """Each graph node's output shape for one sample of ``input_shape`` (one step,
+        releasing; the state is reset before and after)."""
+        self.reset()
+        for m in self._released():
+            m.begin(1)
+            m.releasing = True
+        try:
+            x = torch.zeros(1, *input_shape, dtype=self.dtype, device=self.device)
+            return node_shapes(self.graph, x)
+        finally:
+            self.reset()
 
     @property
     def release_steps(self) -> int | None:
