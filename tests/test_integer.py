@@ -237,3 +237,32 @@ def test_a_spikezip_snn_does_not_go_to_nir(tmp_path):
     with pytest.raises(ExportError, match="ST-BIF neurons"):
         write_nir(to_snn(_float_net()), tmp_path / "snn.nir", (1, 8, 8))
     assert not (tmp_path / "snn.nir").exists()
+
+
+def test_without_its_dataset_an_integer_network_is_proven_on_random_pixel_images(tmp_path):
+    from spikezip.conversion import sample_inputs
+
+    pixels = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "max": 255}
+    metadata = {"data": {"name": "cifar10", "root": str(tmp_path)}, "input_shape": [3, 4, 4],
+                "integer": {"pixels": pixels}}  # fmt: skip
+    x, kind = sample_inputs(metadata, 5)
+    assert kind == "random pixel" and x.shape == (5, 3, 4, 4)
+    p = PixelLevels(Pixels.of(pixels))(x.double())  # refuses anything but pixel images
+    assert p.min() >= 0 and p.max() <= 255 and len(p.unique()) > 50
+
+
+def test_an_integer_qann_file_rebuilds_it_and_a_broken_plan_is_named(tmp_path):
+    from spikezip.artifacts import load_qann, save_qann
+    from spikezip.io import CheckpointError
+
+    iqann, _ = _integer_qann(8)
+    arch = {"name": "small", "num_classes": 10, "in_channels": 1, "image_size": 8, "width": 0.5}
+    path = save_qann(iqann, tmp_path / "qann.ckpt", arch=arch, levels=8, input_shape=[1, 8, 8])
+    again, meta = load_qann(path)
+    x = _images(6, seed=2).double()
+    assert meta["integer"]["weight_bits"] == 8 and torch.equal(again(x), iqann(x))
+    payload = torch.load(path, weights_only=True)
+    payload["integer"]["layers"].pop("features.4")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="integer plan does not fit.*features.4"):
+        load_qann(path)
